@@ -1,0 +1,507 @@
+//! The redb schema: tables, record encodings and the operations that keep them consistent.
+//!
+//! The catalog is a cache of the layout (`rebuild` recreates it from the layout alone) plus the
+//! store's own bookkeeping. Its invariants, each enforced by the one function that writes it:
+//!
+//! - `BLOBS` has a row for every file the store has published under `blobs/` ([`Writer::insert_blob`]).
+//! - `MANIFESTS` has a row for every blob parsed as a manifest, and `EDGES`/`PARENTS` hold exactly
+//!   its children, in both directions ([`Writer::insert_manifest`]).
+//! - `REFERRERS` holds `subject -> (referrer, source)`. `Subject` edges come from manifests and are
+//!   written with them; cosign and fallback edges come from tags and are written and removed with
+//!   the tag ([`Writer::set_tag`], [`Writer::remove_tag`]), so an edge exists exactly while its
+//!   source does. Edges may name a subject that is absent: referrers may arrive first.
+//! - `TAGS` and `TAGS_BY_DIGEST` are inverse maps ([`Writer::set_tag`], [`Writer::remove_tag`]).
+//! - `UNTAGGED` keeps the index.json entries without a tag, as their JSON.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{
+    MultimapTableDefinition, ReadTransaction, ReadableMultimapTable, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::manifest::Parsed;
+use crate::refname::{LinkKind, ReferrerTag};
+
+/// Version of the schema below. Bump it, and add a migration in [`Writer::migrate`], when a table
+/// or encoding changes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
+pub(crate) const EDGES: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("edges");
+pub(crate) const PARENTS: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("parents");
+pub(crate) const REFERRERS: MultimapTableDefinition<&str, (&str, u8)> =
+    MultimapTableDefinition::new("referrers");
+pub(crate) const TAGS: TableDefinition<&str, (&str, &[u8])> = TableDefinition::new("tags");
+pub(crate) const TAGS_BY_DIGEST: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("tags_by_digest");
+pub(crate) const UNTAGGED: MultimapTableDefinition<&str, &[u8]> =
+    MultimapTableDefinition::new("untagged");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// `META` keys.
+pub(crate) mod meta {
+    /// Schema version, u64 little-endian.
+    pub const SCHEMA: &str = "schema";
+    /// Fingerprint of index.json as last written or read by the store.
+    pub const INDEX_JSON: &str = "index_json_fingerprint";
+    /// Top-level fields of index.json other than `manifests`, as a JSON object.
+    pub const INDEX_EXTRA: &str = "index_json_extra";
+    /// Present while a writer has the store open: its absence on open means a clean shutdown.
+    pub const UNCLEAN: &str = "unclean";
+}
+
+/// Where a referrer edge comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// The referrer's `subject` field.
+    Subject,
+    /// A tag named after the subject (cosign `.sig`/`.att`/`.sbom`, or a fallback index).
+    Tag(LinkKind),
+}
+
+impl Source {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Source::Subject => 1,
+            Source::Tag(LinkKind::CosignSig) => 2,
+            Source::Tag(LinkKind::CosignAtt) => 3,
+            Source::Tag(LinkKind::CosignSbom) => 4,
+            Source::Tag(LinkKind::Fallback) => 5,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Source> {
+        Some(match c {
+            1 => Source::Subject,
+            2 => Source::Tag(LinkKind::CosignSig),
+            3 => Source::Tag(LinkKind::CosignAtt),
+            4 => Source::Tag(LinkKind::CosignSbom),
+            5 => Source::Tag(LinkKind::Fallback),
+            _ => return None,
+        })
+    }
+}
+
+/// What the catalog records of every blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether it was parsed as a manifest (it has a `MANIFESTS` row).
+    pub manifest: bool,
+    /// Whether its digest was checked against its content (false for unregistered algorithms,
+    /// and for large blobs adopted from a foreign layout until `verify` runs).
+    pub verified: bool,
+    /// When the store first recorded it, in seconds since the Unix epoch.
+    pub recorded_at: u64,
+}
+
+impl BlobRecord {
+    pub(crate) fn new(size: u64, manifest: bool, verified: bool) -> BlobRecord {
+        BlobRecord {
+            size,
+            manifest,
+            verified,
+            recorded_at: now_secs(),
+        }
+    }
+
+    fn encode(&self) -> [u8; 17] {
+        let mut b = [0u8; 17];
+        b[..8].copy_from_slice(&self.size.to_le_bytes());
+        b[8] = u8::from(self.manifest) | (u8::from(!self.verified) << 1);
+        b[9..].copy_from_slice(&self.recorded_at.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<BlobRecord> {
+        if b.len() != 17 {
+            return Err(Error::Index(format!("blob record of {} bytes", b.len())));
+        }
+        let u = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().expect("8 bytes"));
+        Ok(BlobRecord {
+            size: u(0..8),
+            manifest: b[8] & 1 != 0,
+            verified: b[8] & 2 == 0,
+            recorded_at: u(9..17),
+        })
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What the catalog records of every manifest: enough to answer referrers without reading files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    /// Media type.
+    #[serde(rename = "m")]
+    pub media_type: String,
+    /// Referrers-response artifact type.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Top-level annotations.
+    #[serde(rename = "n", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// The subject, if any.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Size in bytes.
+    #[serde(rename = "z")]
+    pub size: u64,
+}
+
+fn decode_manifest(b: &[u8]) -> Result<ManifestRecord> {
+    serde_json::from_slice(b).map_err(|e| Error::Index(format!("manifest record: {e}")))
+}
+
+/// A tag as the catalog keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagRow {
+    /// The tag.
+    pub tag: String,
+    /// The digest it names.
+    pub digest: String,
+    /// Its index.json entry, as JSON.
+    pub entry: Vec<u8>,
+}
+
+/// Read access to a snapshot.
+pub(crate) struct Reader {
+    txn: ReadTransaction,
+}
+
+impl Reader {
+    pub(crate) fn new(txn: ReadTransaction) -> Reader {
+        Reader { txn }
+    }
+
+    pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
+        let t = self.txn.open_table(BLOBS)?;
+        t.get(digest)?.map(|v| BlobRecord::decode(v.value())).transpose()
+    }
+
+    pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
+        let t = self.txn.open_table(MANIFESTS)?;
+        t.get(digest)?.map(|v| decode_manifest(v.value())).transpose()
+    }
+
+    pub(crate) fn tag(&self, tag: &str) -> Result<Option<String>> {
+        let t = self.txn.open_table(TAGS)?;
+        Ok(t.get(tag)?.map(|v| v.value().0.to_owned()))
+    }
+
+    pub(crate) fn tags(&self) -> Result<Vec<TagRow>> {
+        let t = self.txn.open_table(TAGS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (digest, entry) = v.value();
+            out.push(TagRow {
+                tag: k.value().to_owned(),
+                digest: digest.to_owned(),
+                entry: entry.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
+        let t = self.txn.open_multimap_table(TAGS_BY_DIGEST)?;
+        let mut out = Vec::new();
+        for v in t.get(digest)? {
+            out.push(v?.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn untagged(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let t = self.txn.open_multimap_table(UNTAGGED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, vals) = row?;
+            for v in vals {
+                out.push((k.value().to_owned(), v?.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
+        let t = self.txn.open_multimap_table(EDGES)?;
+        let mut out = Vec::new();
+        for v in t.get(digest)? {
+            out.push(v?.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn referrers(&self, subject: &str) -> Result<Vec<(String, Source)>> {
+        let t = self.txn.open_multimap_table(REFERRERS)?;
+        let mut out = Vec::new();
+        for v in t.get(subject)? {
+            let v = v?;
+            let (r, code) = v.value();
+            if let Some(src) = Source::from_code(code) {
+                out.push((r.to_owned(), src));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    pub(crate) fn counts(&self) -> Result<Counts> {
+        let blobs = self.txn.open_table(BLOBS)?;
+        let mut c = Counts::default();
+        for row in blobs.iter()? {
+            let (_, v) = row?;
+            let rec = BlobRecord::decode(v.value())?;
+            c.blobs += 1;
+            c.bytes += rec.size;
+            c.manifests += u64::from(rec.manifest);
+        }
+        c.tags = self.txn.open_table(TAGS)?.len()?;
+        c.untagged = self.txn.open_multimap_table(UNTAGGED)?.len()?;
+        c.edges = self.txn.open_multimap_table(EDGES)?.len()?;
+        c.referrer_edges = self.txn.open_multimap_table(REFERRERS)?.len()?;
+        Ok(c)
+    }
+}
+
+/// Table sizes, for `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Blobs recorded (manifests included).
+    pub blobs: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Manifests and indexes among them.
+    pub manifests: u64,
+    /// Tags.
+    pub tags: u64,
+    /// index.json entries without a tag.
+    pub untagged: u64,
+    /// Strong edges.
+    pub edges: u64,
+    /// Referrer edges, all sources.
+    pub referrer_edges: u64,
+}
+
+/// Write access inside one write transaction.
+pub(crate) struct Writer<'t> {
+    txn: &'t WriteTransaction,
+}
+
+impl<'t> Writer<'t> {
+    pub(crate) fn new(txn: &'t WriteTransaction) -> Writer<'t> {
+        Writer { txn }
+    }
+
+    /// Creates every table, so that readers never meet a missing one, and checks the schema.
+    pub(crate) fn migrate(&self) -> Result<()> {
+        self.txn.open_table(BLOBS)?;
+        self.txn.open_table(MANIFESTS)?;
+        self.txn.open_multimap_table(EDGES)?;
+        self.txn.open_multimap_table(PARENTS)?;
+        self.txn.open_multimap_table(REFERRERS)?;
+        self.txn.open_table(TAGS)?;
+        self.txn.open_multimap_table(TAGS_BY_DIGEST)?;
+        self.txn.open_multimap_table(UNTAGGED)?;
+        match self.meta(meta::SCHEMA)? {
+            None => self.set_meta(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()),
+            Some(v) => {
+                let found = u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0xff; 8]));
+                if found > SCHEMA_VERSION {
+                    Err(Error::SchemaTooNew {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
+        let t = self.txn.open_table(BLOBS)?;
+        let r = t.get(digest)?.map(|v| BlobRecord::decode(v.value())).transpose();
+        r
+    }
+
+    /// Records a published blob. Keeps the first record if there is one.
+    pub(crate) fn insert_blob(&self, digest: &str, rec: BlobRecord) -> Result<bool> {
+        let mut t = self.txn.open_table(BLOBS)?;
+        if t.get(digest)?.is_some() {
+            return Ok(false);
+        }
+        t.insert(digest, rec.encode().as_slice())?;
+        Ok(true)
+    }
+
+    pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
+        let t = self.txn.open_table(MANIFESTS)?;
+        let r = t.get(digest)?.map(|v| decode_manifest(v.value())).transpose();
+        r
+    }
+
+    /// Records a parsed manifest with its edges. The blob row is written by the caller.
+    pub(crate) fn insert_manifest(&self, digest: &str, size: u64, parsed: &Parsed) -> Result<()> {
+        let mut manifests = self.txn.open_table(MANIFESTS)?;
+        if manifests.get(digest)?.is_some() {
+            return Ok(());
+        }
+        let rec = ManifestRecord {
+            media_type: parsed.media_type.clone(),
+            artifact_type: parsed.artifact_type.clone(),
+            annotations: parsed.annotations.clone(),
+            subject: parsed.subject.as_ref().map(|s| s.to_string()),
+            size,
+        };
+        let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;
+        manifests.insert(digest, bytes.as_slice())?;
+        let mut edges = self.txn.open_multimap_table(EDGES)?;
+        let mut parents = self.txn.open_multimap_table(PARENTS)?;
+        for c in &parsed.children {
+            edges.insert(digest, c.digest.as_str())?;
+            parents.insert(c.digest.as_str(), digest)?;
+        }
+        if let Some(s) = &parsed.subject {
+            let mut refs = self.txn.open_multimap_table(REFERRERS)?;
+            refs.insert(s.as_str(), (digest, Source::Subject.code()))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
+        let t = self.txn.open_multimap_table(EDGES)?;
+        let mut out = Vec::new();
+        for v in t.get(digest)? {
+            out.push(v?.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn tag(&self, tag: &str) -> Result<Option<(String, Vec<u8>)>> {
+        let t = self.txn.open_table(TAGS)?;
+        let r = t.get(tag)?.map(|v| {
+            let (d, e) = v.value();
+            (d.to_owned(), e.to_vec())
+        });
+        Ok(r)
+    }
+
+    /// Points `tag` at `digest`, keeping the inverse map and tag-derived referrer edges in step.
+    /// Returns the digest it named before.
+    pub(crate) fn set_tag(&self, tag: &str, digest: &str, entry: &[u8]) -> Result<Option<String>> {
+        let old = self.remove_tag(tag)?;
+        self.txn.open_table(TAGS)?.insert(tag, (digest, entry))?;
+        self.txn.open_multimap_table(TAGS_BY_DIGEST)?.insert(digest, tag)?;
+        self.link_edges(tag, digest, true)?;
+        Ok(old)
+    }
+
+    /// Removes `tag`; returns the digest it named.
+    pub(crate) fn remove_tag(&self, tag: &str) -> Result<Option<String>> {
+        let old = self.txn.open_table(TAGS)?.remove(tag)?.map(|v| v.value().0.to_owned());
+        if let Some(d) = &old {
+            self.txn.open_multimap_table(TAGS_BY_DIGEST)?.remove(d.as_str(), tag)?;
+            self.link_edges(tag, d, false)?;
+        }
+        Ok(old)
+    }
+
+    /// Adds or removes the referrer edges a cosign or fallback tag stands for.
+    fn link_edges(&self, tag: &str, target: &str, add: bool) -> Result<()> {
+        let Some(link) = ReferrerTag::parse(tag) else {
+            return Ok(());
+        };
+        let referrers = match link.kind {
+            LinkKind::Fallback => self.children(target)?,
+            _ => vec![target.to_owned()],
+        };
+        let code = Source::Tag(link.kind).code();
+        let mut t = self.txn.open_multimap_table(REFERRERS)?;
+        for r in &referrers {
+            if add {
+                t.insert(link.subject.as_str(), (r.as_str(), code))?;
+            } else {
+                t.remove(link.subject.as_str(), (r.as_str(), code))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn tags(&self) -> Result<Vec<TagRow>> {
+        let t = self.txn.open_table(TAGS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (digest, entry) = v.value();
+            out.push(TagRow {
+                tag: k.value().to_owned(),
+                digest: digest.to_owned(),
+                entry: entry.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn untagged(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let t = self.txn.open_multimap_table(UNTAGGED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, vals) = row?;
+            for v in vals {
+                out.push((k.value().to_owned(), v?.value().to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
+        self.txn.open_multimap_table(UNTAGGED)?.insert(digest, entry)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
+        self.txn.open_multimap_table(UNTAGGED)?.remove(digest, entry)?;
+        Ok(())
+    }
+
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.txn.open_table(META)?;
+        let r = t.get(key)?.map(|v| v.value().to_vec());
+        Ok(r)
+    }
+
+    pub(crate) fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.txn.open_table(META)?.insert(key, value)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_meta(&self, key: &str) -> Result<()> {
+        self.txn.open_table(META)?.remove(key)?;
+        Ok(())
+    }
+}
+
+/// Parses a digest read back from the catalog, which only ever stores validated ones.
+pub(crate) fn stored_digest(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(|e| Error::Index(format!("corrupt catalog: {e}")))
+}
