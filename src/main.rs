@@ -1,1 +1,311 @@
-fn main() {}
+//! The `ocistore` command: parses arguments, calls the library, renders the result.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ocistore::{Error, Options, PutOptions, ReferrersQuery, Store};
+use serde::Serialize;
+
+/// An OCI image-layout store with a transactional index and reference-aware deletes.
+#[derive(Parser)]
+#[command(name = "ocistore", version, about)]
+struct Cli {
+    /// The store (an OCI image layout directory).
+    #[arg(long, global = true, env = "OCISTORE_DIR", default_value = ".")]
+    store: PathBuf,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for another writer to release the store.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    lock_timeout: f64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a store in an empty directory, or adopt the OCI layout already there.
+    Init,
+    /// Copy images from another layout, with everything they reach and their referrers.
+    Import {
+        /// The source layout.
+        src: PathBuf,
+        /// Import only these tags (all entries by default).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Store a blob or manifest from a file (or `-` for stdin); prints its digest.
+    Put {
+        /// The file, or `-`.
+        file: PathBuf,
+        /// Its media type (a manifest type makes it parsed strictly as that manifest).
+        #[arg(long)]
+        media_type: Option<String>,
+        /// Tag the manifest.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Point a tag at the manifest REF names (a tag or a digest).
+    Tag {
+        /// A tag or digest.
+        reference: String,
+        /// The tag to set.
+        new_tag: String,
+    },
+    /// Remove a tag.
+    Untag {
+        /// The tag.
+        tag: String,
+    },
+    /// List tags and index.json entries.
+    Ls,
+    /// Write the raw bytes of a blob or manifest to stdout.
+    Cat {
+        /// A tag or digest.
+        reference: String,
+    },
+    /// Print the referrers of REF as an OCI image index.
+    Referrers {
+        /// A tag or digest.
+        reference: String,
+        /// Keep only this artifact type.
+        #[arg(long)]
+        artifact_type: Option<String>,
+        /// Include referrers of referrers.
+        #[arg(long)]
+        transitive: bool,
+    },
+    /// Counts of blobs, manifests, tags and edges.
+    Stats,
+    /// Recreate the index from the layout alone.
+    Rebuild,
+    /// Build a sample store and print its graph.
+    Demo {
+        /// Where to build it (a new temporary directory by default).
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn options(cli: &Cli) -> Options {
+    Options {
+        lock_timeout: Duration::from_secs_f64(cli.lock_timeout.max(0.0)),
+        progress: true,
+        ..Options::default()
+    }
+}
+
+/// Opens for a command that only reads: as a writer when the store is free (which lets it
+/// take in changes other tools made), read-only when another process is writing.
+fn open_for_reading(cli: &Cli) -> ocistore::Result<Store> {
+    let opts = Options {
+        lock_timeout: Duration::ZERO,
+        ..options(cli)
+    };
+    match Store::open(&cli.store, &opts) {
+        Err(Error::Locked { .. }) => Store::open_read_only(&cli.store, &opts),
+        other => other,
+    }
+}
+
+fn print_json(v: &impl Serialize) -> ocistore::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v).map_err(|e| Error::io("write", "stdout", e.into()))?;
+    writeln!(out).map_err(|e| Error::io("write", "stdout", e))
+}
+
+fn say(line: impl AsRef<str>) -> ocistore::Result<()> {
+    writeln!(io::stdout(), "{}", line.as_ref()).map_err(|e| Error::io("write", "stdout", e))
+}
+
+fn warn_report(report: &ocistore::OpenReport) {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(r) = &report.reconciled
+        && !r.conflicts.is_empty()
+    {
+        eprintln!("warning: index.json and the store both changed tags {:?}; the store's change was kept", r.conflicts);
+    }
+}
+
+fn run(cli: &Cli) -> ocistore::Result<()> {
+    match &cli.command {
+        Command::Init => {
+            let store = Store::init(&cli.store, &options(cli))?;
+            warn_report(store.open_report());
+            if cli.json {
+                return print_json(store.open_report());
+            }
+            let r = store.open_report();
+            say(format!(
+                "store ready at {} ({} blobs indexed)",
+                store.root().display(),
+                r.indexed_blobs
+            ))
+        }
+        Command::Import { src, tags } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let r = store.import(src, tags)?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            if cli.json {
+                return print_json(&r);
+            }
+            say(format!(
+                "imported {} blobs ({} bytes), {} already present, {} missing in source; tags: {}",
+                r.copied_blobs,
+                r.copied_bytes,
+                r.present_blobs,
+                r.missing_blobs.len(),
+                r.tags.join(", ")
+            ))
+        }
+        Command::Put { file, media_type, tags } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let opts = PutOptions {
+                media_type: media_type.clone(),
+                ..PutOptions::default()
+            };
+            let put = if file == Path::new("-") {
+                store.put(&mut io::stdin().lock(), &opts)?
+            } else {
+                let mut f = std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?;
+                store.put(&mut f as &mut dyn Read, &opts)?
+            };
+            for t in tags {
+                store.tag(put.digest.as_str(), t)?;
+            }
+            if cli.json {
+                return print_json(&put);
+            }
+            say(put.digest.as_str())
+        }
+        Command::Tag { reference, new_tag } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let d = store.tag(reference, new_tag)?;
+            if cli.json {
+                return print_json(&serde_json::json!({"tag": new_tag, "digest": d}));
+            }
+            say(format!("{new_tag} -> {d}"))
+        }
+        Command::Untag { tag } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let d = store.untag(tag)?;
+            if cli.json {
+                return print_json(&serde_json::json!({"tag": tag, "digest": d}));
+            }
+            say(format!("removed tag {tag} (was {d})"))
+        }
+        Command::Ls => {
+            let store = open_for_reading(cli)?;
+            warn_report(store.open_report());
+            let entries = store.list()?;
+            if cli.json {
+                return print_json(&entries);
+            }
+            for e in entries {
+                say(format!(
+                    "{:<30} {} {} {}",
+                    e.tag.as_deref().unwrap_or("<untagged>"),
+                    e.digest,
+                    e.media_type.as_deref().unwrap_or("-"),
+                    e.size.map_or("-".into(), |s| s.to_string())
+                ))?;
+            }
+            Ok(())
+        }
+        Command::Cat { reference } => {
+            let store = open_for_reading(cli)?;
+            let d = store.resolve(reference)?;
+            let mut f = store.open_blob(&d)?;
+            let mut out = io::stdout().lock();
+            io::copy(&mut f, &mut out).map_err(|e| Error::io("copy to stdout", store.root().join(d.blob_path()), e))?;
+            out.flush().map_err(|e| Error::io("write", "stdout", e))
+        }
+        Command::Referrers {
+            reference,
+            artifact_type,
+            transitive,
+        } => {
+            let store = open_for_reading(cli)?;
+            let d = store.resolve(reference)?;
+            let q = ReferrersQuery {
+                artifact_type: artifact_type.clone(),
+                transitive: *transitive,
+            };
+            let answer = store.referrers(&d, &q)?;
+            if !answer.filters_applied.is_empty() && !cli.json {
+                eprintln!("filters applied: {}", answer.filters_applied.join(","));
+            }
+            print_json(&answer)
+        }
+        Command::Stats => {
+            let store = open_for_reading(cli)?;
+            let c = store.stats()?;
+            if cli.json {
+                return print_json(&c);
+            }
+            say(format!(
+                "blobs {} ({} bytes), manifests {}, tags {}, untagged entries {}, edges {}, referrer edges {}",
+                c.blobs, c.bytes, c.manifests, c.tags, c.untagged, c.edges, c.referrer_edges
+            ))
+        }
+        Command::Rebuild => {
+            let store = Store::rebuild(&cli.store, &options(cli))?;
+            warn_report(store.open_report());
+            if cli.json {
+                return print_json(store.open_report());
+            }
+            say(format!("index rebuilt from the layout: {} blobs", store.open_report().indexed_blobs))
+        }
+        Command::Demo { dir } => {
+            let dir = match dir {
+                Some(d) => d.clone(),
+                None => tempfile::Builder::new()
+                    .prefix("ocistore-demo-")
+                    .tempdir()
+                    .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?
+                    .keep(),
+            };
+            let store = ocistore::demo::build(&dir)?;
+            let c = store.stats()?;
+            if cli.json {
+                return print_json(&serde_json::json!({"store": store.root(), "entries": store.list()?, "stats": c}));
+            }
+            say(ocistore::demo::render(&store)?)?;
+            say(format!(
+                "{} blobs, {} manifests, {} tags, {} referrer edges",
+                c.blobs, c.manifests, c.tags, c.referrer_edges
+            ))?;
+            say(format!(
+                "store: {}\ntry: ocistore --store {} referrers web:1.0 --transitive",
+                store.root().display(),
+                store.root().display()
+            ))
+        }
+    }
+}

@@ -553,10 +553,6 @@ impl Store {
     pub fn stats(&self) -> Result<Counts> {
         self.db.read()?.counts()
     }
-
-    pub(crate) fn layout(&self) -> &Layout {
-        &self.layout
-    }
 }
 
 impl Drop for Store {

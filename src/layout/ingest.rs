@@ -16,7 +16,9 @@
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use tempfile::NamedTempFile;
+use std::fs::File;
+
+use tempfile::TempPath;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
@@ -44,7 +46,9 @@ pub struct Staged {
     pub verified: bool,
     /// The content, when it is no larger than the limit `stage` was given.
     pub bytes: Option<Vec<u8>>,
-    tmp: NamedTempFile,
+    /// The temporary file, closed (a large batch must not hold a descriptor per blob); removed
+    /// when dropped unpublished.
+    tmp: TempPath,
     synced: bool,
 }
 
@@ -122,7 +126,7 @@ pub fn stage(layout: &Layout, reader: &mut dyn Read, expected: &Expected, keep: 
         size: total,
         verified,
         bytes: kept,
-        tmp,
+        tmp: tmp.into_temp_path(),
         synced: false,
     })
 }
@@ -138,10 +142,9 @@ impl Staged {
     /// Makes the temporary file's content durable.
     pub fn sync(&mut self) -> Result<()> {
         if !self.synced {
-            self.tmp
-                .as_file()
-                .sync_all()
-                .map_err(|e| Error::io("fsync", self.tmp.path(), e))?;
+            File::open(&self.tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("fsync", &*self.tmp, e))?;
             self.synced = true;
         }
         Ok(())
