@@ -178,6 +178,15 @@ pub struct Store {
     report: OpenReport,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.layout.root())
+            .field("writable", &self.writer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 const INDEX_FILE: &str = "index.redb";
 
 impl Store {
@@ -255,17 +264,20 @@ impl Store {
         let layout = Layout::new(root.as_ref());
         layout.check()?;
         layout.create_private()?;
+        let mut report = OpenReport::default();
         {
             let _lock = WriterLock::acquire(&layout.private_dir().join("lock"), options.lock_timeout)?;
             let fresh = layout.private_dir().join("index.redb.rebuild");
-            let _ = fs::remove_file(&fresh);
-            let mut report = OpenReport::default();
             build_index(&layout, &fresh, options, &mut report)?;
             let db_path = layout.private_dir().join(INDEX_FILE);
             fs::rename(&fresh, &db_path).map_err(|e| Error::io("rename into", &db_path, e))?;
             sync_dir(&layout.private_dir())?;
         }
-        Store::open(root, options)
+        let mut store = Store::open(root, options)?;
+        store.report.created_index = true;
+        store.report.indexed_blobs += report.indexed_blobs;
+        store.report.warnings.extend(report.warnings);
+        Ok(store)
     }
 
     fn check_schema(&self) -> Result<()> {
