@@ -58,7 +58,10 @@ fn desc(media_type: &str, d: &(Digest, u64)) -> serde_json::Value {
 }
 
 fn image(b: &mut Batch<'_>, name: &str, arch: &str) -> Result<(Digest, u64)> {
-    let layer = tar_with_file(&format!("{name}.txt"), format!("hello from {name} on {arch}\n").as_bytes());
+    let layer = tar_with_file(
+        &format!("{name}.txt"),
+        format!("hello from {name} on {arch}\n").as_bytes(),
+    );
     let layer_d = put(b, &layer, None)?;
     let config = json!({
         "architecture": arch, "os": "linux",
@@ -74,7 +77,14 @@ fn image(b: &mut Batch<'_>, name: &str, arch: &str) -> Result<(Digest, u64)> {
     put(b, m.to_string().as_bytes(), Some(OCI_MANIFEST))
 }
 
-fn artifact(b: &mut Batch<'_>, artifact_type: &str, payload: &[u8], payload_type: &str, subject: &(Digest, u64), note: &str) -> Result<(Digest, u64)> {
+fn artifact(
+    b: &mut Batch<'_>,
+    artifact_type: &str,
+    payload: &[u8],
+    payload_type: &str,
+    subject: &(Digest, u64),
+    note: &str,
+) -> Result<(Digest, u64)> {
     let empty = put(b, b"{}", None)?;
     let payload_d = put(b, payload, None)?;
     let m = json!({
@@ -111,11 +121,33 @@ pub fn build(dir: &Path) -> Result<Store> {
     b.tag(index_d.0.as_str(), "web:multi")?;
     b.tag(db.0.as_str(), "db:2.0")?;
     let sig_payload = json!({"critical": {"image": {"docker-manifest-digest": web.0.as_str()}}});
-    artifact(&mut b, SIGNATURE_TYPE, sig_payload.to_string().as_bytes(), "application/vnd.dev.cosign.simplesigning.v1+json", &web, "signature of web:1.0")?;
-    let sbom_doc = json!({"spdxVersion": "SPDX-2.3", "name": "web", "packages": [{"name": "busybox"}]});
-    let sbom = artifact(&mut b, SBOM_TYPE, sbom_doc.to_string().as_bytes(), SBOM_TYPE, &web, "SBOM of web:1.0")?;
+    artifact(
+        &mut b,
+        SIGNATURE_TYPE,
+        sig_payload.to_string().as_bytes(),
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        &web,
+        "signature of web:1.0",
+    )?;
+    let sbom_doc =
+        json!({"spdxVersion": "SPDX-2.3", "name": "web", "packages": [{"name": "busybox"}]});
+    let sbom = artifact(
+        &mut b,
+        SBOM_TYPE,
+        sbom_doc.to_string().as_bytes(),
+        SBOM_TYPE,
+        &web,
+        "SBOM of web:1.0",
+    )?;
     let sbom_sig = json!({"critical": {"image": {"docker-manifest-digest": sbom.0.as_str()}}});
-    artifact(&mut b, SIGNATURE_TYPE, sbom_sig.to_string().as_bytes(), "application/vnd.dev.cosign.simplesigning.v1+json", &sbom, "signature of the SBOM")?;
+    artifact(
+        &mut b,
+        SIGNATURE_TYPE,
+        sbom_sig.to_string().as_bytes(),
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        &sbom,
+        "signature of the SBOM",
+    )?;
     b.commit()?;
     Ok(store)
 }
@@ -123,7 +155,11 @@ pub fn build(dir: &Path) -> Result<Store> {
 /// Renders tags, manifests and referrers as a tree.
 pub fn render(store: &Store) -> Result<String> {
     let mut out = String::new();
-    let mut tags: Vec<_> = store.list()?.into_iter().filter(|e| e.tag.is_some()).collect();
+    let mut tags: Vec<_> = store
+        .list()?
+        .into_iter()
+        .filter(|e| e.tag.is_some())
+        .collect();
     tags.sort_by(|a, b| a.tag.cmp(&b.tag));
     for e in tags {
         let _ = writeln!(out, "{}", e.tag.as_deref().unwrap_or_default());
@@ -134,14 +170,33 @@ pub fn render(store: &Store) -> Result<String> {
 }
 
 fn short(d: &Digest) -> String {
-    format!("{}:{}", d.algorithm_name(), &d.encoded()[..12.min(d.encoded().len())])
+    format!(
+        "{}:{}",
+        d.algorithm_name(),
+        &d.encoded()[..12.min(d.encoded().len())]
+    )
 }
 
-fn node(store: &Store, d: &Digest, indent: &str, role: &str, seen: &mut BTreeSet<Digest>, out: &mut String) -> Result<()> {
+fn node(
+    store: &Store,
+    d: &Digest,
+    indent: &str,
+    role: &str,
+    seen: &mut BTreeSet<Digest>,
+    out: &mut String,
+) -> Result<()> {
     let label = match store.manifest_info(d)? {
         Some(m) => {
-            let what = m.artifact_type.clone().filter(|_| m.subject.is_some()).unwrap_or(m.media_type.clone());
-            let note = m.annotations.get("org.opencontainers.image.description").map(|n| format!(" \"{n}\"")).unwrap_or_default();
+            let what = m
+                .artifact_type
+                .clone()
+                .filter(|_| m.subject.is_some())
+                .unwrap_or(m.media_type.clone());
+            let note = m
+                .annotations
+                .get("org.opencontainers.image.description")
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default();
             format!("{}{role}{} {what} ({} B){note}", "", short(d), m.size)
         }
         None => match store.blob_info(d)? {

@@ -308,7 +308,11 @@ mod tests {
         );
         let mut h = Hasher::new(Algorithm::Sha512).unwrap();
         h.update(b"");
-        assert!(h.finish().encoded().starts_with("cf83e1357eefb8bdf1542850d66d8007"));
+        assert!(
+            h.finish()
+                .encoded()
+                .starts_with("cf83e1357eefb8bdf1542850d66d8007")
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// The digest's algorithm is valid but this store cannot compute it.
-    #[error("cannot {action} digest {digest}: algorithm {algorithm:?} is not supported (supported: sha256, sha512, blake3)")]
+    #[error(
+        "cannot {action} digest {digest}: algorithm {algorithm:?} is not supported (supported: sha256, sha512, blake3)"
+    )]
     UnsupportedAlgorithm {
         /// The digest concerned.
         digest: String,
@@ -103,7 +105,9 @@ pub enum Error {
     #[error("store is open read-only")]
     ReadOnly,
     /// The index file was written by a newer version of ocistore.
-    #[error("index schema version {found} is newer than this ocistore supports ({supported}); upgrade ocistore")]
+    #[error(
+        "index schema version {found} is newer than this ocistore supports ({supported}); upgrade ocistore"
+    )]
     SchemaTooNew {
         /// Version found on disk.
         found: u64,

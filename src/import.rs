@@ -45,7 +45,11 @@ impl Store {
         let layout = Layout::new(src);
         layout.check()?;
         let (index, _) = IndexJson::read(&layout.index_json())?;
-        let scanned = scan::scan(&layout, self.options().max_manifest_size, self.options().progress)?;
+        let scanned = scan::scan(
+            &layout,
+            self.options().max_manifest_size,
+            self.options().progress,
+        )?;
         let graph = LayoutGraph::new(&scanned, &index);
 
         let mut chosen: Vec<&Entry> = Vec::new();
@@ -82,7 +86,8 @@ impl Store {
             warnings: scanned.warnings.clone(),
             ..ImportReport::default()
         };
-        let sizes: HashMap<&Digest, u64> = scanned.blobs.iter().map(|b| (&b.digest, b.size)).collect();
+        let sizes: HashMap<&Digest, u64> =
+            scanned.blobs.iter().map(|b| (&b.digest, b.size)).collect();
         let mut batch = self.batch()?;
         for d in &closure {
             let Some(&size) = sizes.get(d) else {
@@ -106,7 +111,8 @@ impl Store {
             }
         }
         for e in &chosen {
-            if !graph.manifests.contains_key(&e.digest) && self.manifest_info(&e.digest)?.is_none() {
+            if !graph.manifests.contains_key(&e.digest) && self.manifest_info(&e.digest)?.is_none()
+            {
                 continue;
             }
             batch.add_entry(e)?;

@@ -40,7 +40,11 @@ impl WriterLock {
                     let holder = holder.trim();
                     return Err(Error::Locked {
                         path: PathBuf::from(path),
-                        holder: if holder.is_empty() { "unknown process".into() } else { holder.to_owned() },
+                        holder: if holder.is_empty() {
+                            "unknown process".into()
+                        } else {
+                            holder.to_owned()
+                        },
                         waited: start.elapsed(),
                     });
                 }

@@ -132,7 +132,8 @@ fn open_for_reading(cli: &Cli) -> ocistore::Result<Store> {
 
 fn print_json(v: &impl Serialize) -> ocistore::Result<()> {
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v).map_err(|e| Error::io("write", "stdout", e.into()))?;
+    serde_json::to_writer_pretty(&mut out, v)
+        .map_err(|e| Error::io("write", "stdout", e.into()))?;
     writeln!(out).map_err(|e| Error::io("write", "stdout", e))
 }
 
@@ -147,7 +148,10 @@ fn warn_report(report: &ocistore::OpenReport) {
     if let Some(r) = &report.reconciled
         && !r.conflicts.is_empty()
     {
-        eprintln!("warning: index.json and the store both changed tags {:?}; the store's change was kept", r.conflicts);
+        eprintln!(
+            "warning: index.json and the store both changed tags {:?}; the store's change was kept",
+            r.conflicts
+        );
     }
 }
 
@@ -184,7 +188,11 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 r.tags.join(", ")
             ))
         }
-        Command::Put { file, media_type, tags } => {
+        Command::Put {
+            file,
+            media_type,
+            tags,
+        } => {
             let store = Store::open(&cli.store, &options(cli))?;
             let opts = PutOptions {
                 media_type: media_type.clone(),
@@ -243,7 +251,8 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             let d = store.resolve(reference)?;
             let mut f = store.open_blob(&d)?;
             let mut out = io::stdout().lock();
-            io::copy(&mut f, &mut out).map_err(|e| Error::io("copy to stdout", store.root().join(d.blob_path()), e))?;
+            io::copy(&mut f, &mut out)
+                .map_err(|e| Error::io("copy to stdout", store.root().join(d.blob_path()), e))?;
             out.flush().map_err(|e| Error::io("write", "stdout", e))
         }
         Command::Referrers {
@@ -280,7 +289,10 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             if cli.json {
                 return print_json(store.open_report());
             }
-            say(format!("index rebuilt from the layout: {} blobs", store.open_report().indexed_blobs))
+            say(format!(
+                "index rebuilt from the layout: {} blobs",
+                store.open_report().indexed_blobs
+            ))
         }
         Command::Demo { dir } => {
             let dir = match dir {
@@ -288,13 +300,17 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 None => tempfile::Builder::new()
                     .prefix("ocistore-demo-")
                     .tempdir()
-                    .map_err(|e| Error::io("create temporary directory in", std::env::temp_dir(), e))?
+                    .map_err(|e| {
+                        Error::io("create temporary directory in", std::env::temp_dir(), e)
+                    })?
                     .keep(),
             };
             let store = ocistore::demo::build(&dir)?;
             let c = store.stats()?;
             if cli.json {
-                return print_json(&serde_json::json!({"store": store.root(), "entries": store.list()?, "stats": c}));
+                return print_json(
+                    &serde_json::json!({"store": store.root(), "entries": store.list()?, "stats": c}),
+                );
             }
             say(ocistore::demo::render(&store)?)?;
             say(format!(

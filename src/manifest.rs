@@ -225,7 +225,11 @@ fn infer_kind(doc: &Doc) -> Option<Kind> {
     let docker = |mt: Option<&String>| mt.is_some_and(|m| m.starts_with("application/vnd.docker."));
     if let Some(list) = &doc.manifests {
         let all_docker = !list.is_empty() && list.iter().all(|d| docker(d.media_type.as_ref()));
-        return Some(if all_docker { Kind::DockerManifestList } else { Kind::OciIndex });
+        return Some(if all_docker {
+            Kind::DockerManifestList
+        } else {
+            Kind::OciIndex
+        });
     }
     if let Some(config) = &doc.config {
         return Some(if docker(config.media_type.as_ref()) {
@@ -282,11 +286,19 @@ fn build(doc: Doc, kind: Kind, declared: Option<&str>) -> Result<Parsed> {
             }
         }
     }
-    let subject = doc.subject.map(|s| s.child()).transpose()?.map(|c| c.digest);
+    let subject = doc
+        .subject
+        .map(|s| s.child())
+        .transpose()?
+        .map(|c| c.digest);
     let media_type = doc
         .media_type
         .filter(|m| !m.is_empty())
-        .or_else(|| declared.filter(|d| classify(d).is_some()).map(str::to_owned))
+        .or_else(|| {
+            declared
+                .filter(|d| classify(d).is_some())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| kind.media_type().to_owned());
     Ok(Parsed {
         kind,
@@ -306,9 +318,16 @@ mod tests {
 
     #[test]
     fn kinds_by_shape() {
-        let idx = format!(r#"{{"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":2}}]}}"#);
-        assert_eq!(parse(idx.as_bytes(), None).unwrap().unwrap().kind, Kind::OciIndex);
-        let s1 = format!(r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{D}"}},{{"blobSum":"{D}"}}]}}"#);
+        let idx = format!(
+            r#"{{"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":2}}]}}"#
+        );
+        assert_eq!(
+            parse(idx.as_bytes(), None).unwrap().unwrap().kind,
+            Kind::OciIndex
+        );
+        let s1 = format!(
+            r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{D}"}},{{"blobSum":"{D}"}}]}}"#
+        );
         let p = parse(s1.as_bytes(), None).unwrap().unwrap();
         assert_eq!((p.kind, p.children.len()), (Kind::DockerSchema1, 1));
         let art = format!(
@@ -317,7 +336,11 @@ mod tests {
         let p = parse(art.as_bytes(), None).unwrap().unwrap();
         assert_eq!(p.subject.unwrap().as_str(), D);
         assert_eq!(p.artifact_type.as_deref(), Some("x/y"));
-        assert!(parse(br#"{"architecture":"amd64","config":{"Env":[]}}"#, None).unwrap().is_none());
+        assert!(
+            parse(br#"{"architecture":"amd64","config":{"Env":[]}}"#, None)
+                .unwrap()
+                .is_none()
+        );
         assert!(parse(b"\x1f\x8b", None).unwrap().is_none());
     }
 
@@ -328,6 +351,10 @@ mod tests {
         assert!(parse(bad_subject.as_bytes(), Some(OCI_MANIFEST)).is_err());
         let negative = format!(r#"{{"config":{{"digest":"{D}","size":-1}}}}"#);
         assert!(parse(negative.as_bytes(), Some(OCI_MANIFEST)).is_err());
-        assert!(parse(b"{}", Some("application/octet-stream")).unwrap().is_none());
+        assert!(
+            parse(b"{}", Some("application/octet-stream"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

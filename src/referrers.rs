@@ -58,7 +58,11 @@ pub struct ReferrersIndex {
     pub filters_applied: Vec<&'static str>,
 }
 
-pub(crate) fn query(reader: &Reader, subject: &Digest, q: &ReferrersQuery) -> Result<ReferrersIndex> {
+pub(crate) fn query(
+    reader: &Reader,
+    subject: &Digest,
+    q: &ReferrersQuery,
+) -> Result<ReferrersIndex> {
     let mut out = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     seen.insert(subject.to_string());
@@ -78,7 +82,10 @@ pub(crate) fn query(reader: &Reader, subject: &Digest, q: &ReferrersQuery) -> Re
                 if q.transitive {
                     next.insert(r.clone());
                 }
-                if q.artifact_type.as_ref().is_none_or(|t| m.artifact_type.as_ref() == Some(t)) {
+                if q.artifact_type
+                    .as_ref()
+                    .is_none_or(|t| m.artifact_type.as_ref() == Some(t))
+                {
                     out.push(ReferrerDescriptor {
                         media_type: m.media_type,
                         digest: r,
@@ -95,6 +102,10 @@ pub(crate) fn query(reader: &Reader, subject: &Digest, q: &ReferrersQuery) -> Re
         schema_version: 2,
         media_type: OCI_INDEX,
         manifests: out,
-        filters_applied: if q.artifact_type.is_some() { vec!["artifactType"] } else { vec![] },
+        filters_applied: if q.artifact_type.is_some() {
+            vec!["artifactType"]
+        } else {
+            vec![]
+        },
     })
 }

@@ -46,7 +46,9 @@ pub fn validate_tag(name: &str) -> Result<()> {
             return Err(bad("empty path component"));
         }
         if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-            return Err(bad("each component must start and end with a letter or digit"));
+            return Err(bad(
+                "each component must start and end with a letter or digit",
+            ));
         }
         let mut i = 0;
         while i < b.len() {
@@ -60,7 +62,9 @@ pub fn validate_tag(name: &str) -> Result<()> {
             } else if matches!(b[i], b'-' | b'.' | b'_' | b':' | b'@' | b'+') {
                 1
             } else {
-                return Err(bad("only letters, digits, / and the separators - . _ : @ + are allowed"));
+                return Err(bad(
+                    "only letters, digits, / and the separators - . _ : @ + are allowed",
+                ));
             };
             i += sep_len;
             if !b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
@@ -143,10 +147,20 @@ mod tests {
 
     #[test]
     fn grammar() {
-        for ok in ["a", "v1.0.0", "a--b", "x/y/z", "repo:tag", "a@b+c_d", "sha256-abc.sig"] {
+        for ok in [
+            "a",
+            "v1.0.0",
+            "a--b",
+            "x/y/z",
+            "repo:tag",
+            "a@b+c_d",
+            "sha256-abc.sig",
+        ] {
             validate_tag(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["", "-a", "a-", "a/", "/a", "a//b", "a..b", "a---b", "a b", "é", "a\nb", "../x"] {
+        for bad in [
+            "", "-a", "a-", "a/", "/a", "a//b", "a..b", "a---b", "a b", "é", "a\nb", "../x",
+        ] {
             assert!(validate_tag(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -162,7 +176,13 @@ mod tests {
         ] {
             let name = ReferrerTag::name(&d, kind);
             validate_tag(&name).unwrap();
-            assert_eq!(ReferrerTag::parse(&name), Some(ReferrerTag { subject: d.clone(), kind }));
+            assert_eq!(
+                ReferrerTag::parse(&name),
+                Some(ReferrerTag {
+                    subject: d.clone(),
+                    kind
+                })
+            );
         }
         assert!(ReferrerTag::parse("sha256-abc.sig").is_none());
         assert!(ReferrerTag::parse("md5-abc").is_none());

@@ -60,7 +60,9 @@ pub fn list_blob_files(layout: &Layout, warnings: &mut Vec<String>) -> Result<Ve
     for alg in fs::read_dir(&blobs).map_err(|e| Error::io("read", &blobs, e))? {
         let alg = alg.map_err(|e| Error::io("read", &blobs, e))?;
         let alg_path = alg.path();
-        let ft = alg.file_type().map_err(|e| Error::io("stat", &alg_path, e))?;
+        let ft = alg
+            .file_type()
+            .map_err(|e| Error::io("stat", &alg_path, e))?;
         if !ft.is_dir() {
             warnings.push(format!("skipped {}: not a directory", alg_path.display()));
             continue;
@@ -79,7 +81,11 @@ pub fn list_blob_files(layout: &Layout, warnings: &mut Vec<String>) -> Result<Ve
             };
             let meta = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
             if !meta.is_file() {
-                let what = if meta.file_type().is_symlink() { "a symlink (not followed)" } else { "not a regular file" };
+                let what = if meta.file_type().is_symlink() {
+                    "a symlink (not followed)"
+                } else {
+                    "not a regular file"
+                };
                 warnings.push(format!("skipped {}: {what}", path.display()));
                 continue;
             }
@@ -91,7 +97,12 @@ pub fn list_blob_files(layout: &Layout, warnings: &mut Vec<String>) -> Result<Ve
 }
 
 /// Reads, hashes and parses the given blob files in parallel.
-pub fn read_blobs(layout: &Layout, files: Vec<(Digest, u64)>, max_manifest: u64, progress: bool) -> (Vec<ScannedBlob>, Vec<String>) {
+pub fn read_blobs(
+    layout: &Layout,
+    files: Vec<(Digest, u64)>,
+    max_manifest: u64,
+    progress: bool,
+) -> (Vec<ScannedBlob>, Vec<String>) {
     let bar = progress_bar(files.len() as u64, progress);
     let results: Vec<_> = files
         .into_par_iter()
@@ -116,7 +127,12 @@ pub fn read_blobs(layout: &Layout, files: Vec<(Digest, u64)>, max_manifest: u64,
     (blobs, warnings)
 }
 
-fn read_one(layout: &Layout, digest: Digest, size: u64, max_manifest: u64) -> Result<(ScannedBlob, Option<String>)> {
+fn read_one(
+    layout: &Layout,
+    digest: Digest,
+    size: u64,
+    max_manifest: u64,
+) -> Result<(ScannedBlob, Option<String>)> {
     let mut blob = ScannedBlob {
         digest,
         size,
@@ -138,7 +154,10 @@ fn read_one(layout: &Layout, digest: Digest, size: u64, max_manifest: u64) -> Re
         h.update(&bytes);
         let actual = h.finish();
         if actual != blob.digest {
-            let w = format!("{} does not match its content (hashes to {actual}); not parsed", path.display());
+            let w = format!(
+                "{} does not match its content (hashes to {actual}); not parsed",
+                path.display()
+            );
             return Ok((blob, Some(w)));
         }
         blob.verified = true;
@@ -205,7 +224,10 @@ impl<'a> LayoutGraph<'a> {
                 }
             }
         }
-        LayoutGraph { manifests, referrers }
+        LayoutGraph {
+            manifests,
+            referrers,
+        }
     }
 
     /// Everything reachable from `roots` through strong edges and, transitively, referrers.

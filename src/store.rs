@@ -266,7 +266,8 @@ impl Store {
         layout.create_private()?;
         let mut report = OpenReport::default();
         {
-            let _lock = WriterLock::acquire(&layout.private_dir().join("lock"), options.lock_timeout)?;
+            let _lock =
+                WriterLock::acquire(&layout.private_dir().join("lock"), options.lock_timeout)?;
             let fresh = layout.private_dir().join("index.redb.rebuild");
             build_index(&layout, &fresh, options, &mut report)?;
             let db_path = layout.private_dir().join(INDEX_FILE);
@@ -295,7 +296,9 @@ impl Store {
                 found: v,
                 supported: catalog::SCHEMA_VERSION,
             }),
-            None => Err(Error::Index("index has no schema version: run `ocistore rebuild`".into())),
+            None => Err(Error::Index(
+                "index has no schema version: run `ocistore rebuild`".into(),
+            )),
         }
     }
 
@@ -303,7 +306,9 @@ impl Store {
     fn recover(&mut self) -> Result<()> {
         let reader = self.db.read()?;
         let unclean = reader.meta(meta::UNCLEAN)?.is_some();
-        let fingerprint = reader.meta(meta::INDEX_JSON)?.and_then(|b| Fingerprint::decode(&b));
+        let fingerprint = reader
+            .meta(meta::INDEX_JSON)?
+            .and_then(|b| Fingerprint::decode(&b));
         drop(reader);
         let index_path = self.layout.index_json();
         let index_changed = match &fingerprint {
@@ -325,7 +330,12 @@ impl Store {
                     unknown.push((d, size));
                 }
             }
-            let (blobs, more) = scan::read_blobs(&self.layout, unknown, self.options.max_manifest_size, self.options.progress);
+            let (blobs, more) = scan::read_blobs(
+                &self.layout,
+                unknown,
+                self.options.max_manifest_size,
+                self.options.progress,
+            );
             warnings.extend(more);
             self.report.indexed_blobs += insert_scanned(&w, &blobs)?;
             self.report.warnings.extend(warnings);
@@ -338,7 +348,6 @@ impl Store {
             w.set_meta(meta::INDEX_JSON, &fp.encode())?;
             self.report.reconciled = Some(r);
         }
-        drop(w);
         txn.commit()?;
         Ok(())
     }
@@ -428,7 +437,11 @@ impl Store {
     }
 
     fn stage(&self, reader: &mut dyn Read, opts: &PutOptions) -> Result<Staged> {
-        let declared_manifest = opts.media_type.as_deref().and_then(manifest::classify).is_some();
+        let declared_manifest = opts
+            .media_type
+            .as_deref()
+            .and_then(manifest::classify)
+            .is_some();
         if declared_manifest
             && let Some(size) = opts.size
             && size > self.options.max_manifest_size
@@ -452,7 +465,12 @@ impl Store {
             digest: opts.digest.clone(),
             size: opts.size,
         };
-        ingest::stage(&self.layout, reader, &expected, self.options.max_manifest_size)
+        ingest::stage(
+            &self.layout,
+            reader,
+            &expected,
+            self.options.max_manifest_size,
+        )
     }
 
     /// Points `tag` at the manifest `reference` names (a tag or a digest).
@@ -474,7 +492,7 @@ impl Store {
     /// Resolves a tag or a digest. A string that is both a tag in the store and a valid digest
     /// names the tag's target.
     pub fn resolve(&self, reference: &str) -> Result<Digest> {
-        resolve_with(|t| self.db.read()?.tag(t), reference)
+        resolve_with(|t| Ok(self.db.read()?.tag(t)?.map(|(d, _)| d)), reference)
     }
 
     /// What the index records of a blob, if the store holds it.
@@ -489,7 +507,12 @@ impl Store {
 
     /// The children (strong edges) of a manifest.
     pub fn children(&self, digest: &Digest) -> Result<Vec<Digest>> {
-        self.db.read()?.children(digest.as_str())?.iter().map(|s| catalog::stored_digest(s)).collect()
+        self.db
+            .read()?
+            .children(digest.as_str())?
+            .iter()
+            .map(|s| catalog::stored_digest(s))
+            .collect()
     }
 
     /// Opens a blob the store holds, checking that the file still has the recorded size.
@@ -498,7 +521,10 @@ impl Store {
             .blob_info(digest)?
             .ok_or_else(|| Error::NotFound(format!("blob {digest}")))?;
         let file = self.layout.open_blob(digest)?;
-        let len = file.metadata().map_err(|e| Error::io("stat", self.layout.blob_path(digest), e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", self.layout.blob_path(digest), e))?
+            .len();
         if len != rec.size {
             return Err(Error::SizeMismatch {
                 digest: digest.to_string(),
@@ -575,10 +601,10 @@ impl Drop for Store {
         }
         // A clean close: the next open need not walk blobs/. If this fails the mark stays, and
         // the next open merely does a recovery it did not need.
-        if let Ok(txn) = self.db.write() {
-            if Writer::new(&txn).remove_meta(meta::UNCLEAN).is_ok() {
-                let _ = txn.commit();
-            }
+        if let Ok(txn) = self.db.write()
+            && Writer::new(&txn).remove_meta(meta::UNCLEAN).is_ok()
+        {
+            let _ = txn.commit();
         }
     }
 }
@@ -592,7 +618,10 @@ fn list_entry(e: &Entry) -> ListEntry {
     }
 }
 
-fn resolve_with(lookup: impl Fn(&str) -> Result<Option<String>>, reference: &str) -> Result<Digest> {
+fn resolve_with(
+    lookup: impl Fn(&str) -> Result<Option<String>>,
+    reference: &str,
+) -> Result<Digest> {
     if validate_tag(reference).is_ok()
         && let Some(d) = lookup(reference)?
     {
@@ -600,7 +629,9 @@ fn resolve_with(lookup: impl Fn(&str) -> Result<Option<String>>, reference: &str
     }
     match Digest::parse(reference) {
         Ok(d) => Ok(d),
-        Err(_) if validate_tag(reference).is_ok() => Err(Error::NotFound(format!("tag {reference:?}"))),
+        Err(_) if validate_tag(reference).is_ok() => {
+            Err(Error::NotFound(format!("tag {reference:?}")))
+        }
         Err(e) => Err(e),
     }
 }
@@ -618,7 +649,12 @@ fn clean_ingest(layout: &Layout) -> Result<u64> {
 }
 
 /// Creates an index at `path` from the layout alone, atomically (built beside, then renamed).
-fn build_index(layout: &Layout, path: &Path, options: &Options, report: &mut OpenReport) -> Result<()> {
+fn build_index(
+    layout: &Layout,
+    path: &Path,
+    options: &Options,
+    report: &mut OpenReport,
+) -> Result<()> {
     let tmp = path.with_extension("building");
     let _ = fs::remove_file(&tmp);
     let scanned = scan::scan(layout, options.max_manifest_size, options.progress)?;
@@ -635,9 +671,11 @@ fn build_index(layout: &Layout, path: &Path, options: &Options, report: &mut Ope
         let r = merge_index(&w, layout, options, &base, &theirs)?;
         w.set_meta(meta::INDEX_JSON, &fp.encode())?;
         if !r.repeated_tags.is_empty() {
-            report.warnings.push(format!("index.json repeats tags {:?}: the last entry of each keeps it", r.repeated_tags));
+            report.warnings.push(format!(
+                "index.json repeats tags {:?}: the last entry of each keeps it",
+                r.repeated_tags
+            ));
         }
-        drop(w);
         txn.commit()?;
     }
     fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
@@ -670,14 +708,22 @@ struct Entries {
 
 fn current_entries(w: &Writer<'_>) -> Result<Entries> {
     Ok(Entries {
-        tags: w.tags()?.into_iter().map(|r| (r.tag, (r.digest, r.entry))).collect(),
+        tags: w
+            .tags()?
+            .into_iter()
+            .map(|r| (r.tag, (r.digest, r.entry)))
+            .collect(),
         untagged: w.untagged()?.into_iter().collect(),
     })
 }
 
 fn reader_entries(r: &Reader) -> Result<Entries> {
     Ok(Entries {
-        tags: r.tags()?.into_iter().map(|r| (r.tag, (r.digest, r.entry))).collect(),
+        tags: r
+            .tags()?
+            .into_iter()
+            .map(|r| (r.tag, (r.digest, r.entry)))
+            .collect(),
         untagged: r.untagged()?.into_iter().collect(),
     })
 }
@@ -687,7 +733,13 @@ fn reader_entries(r: &Reader) -> Result<Entries> {
 /// made by only one side is taken; where both changed a tag, the store's change wins and the
 /// conflict is reported. Nothing else is dropped. Digests the other side introduced are indexed
 /// from the layout.
-fn merge_index(w: &Writer<'_>, layout: &Layout, options: &Options, base: &Entries, theirs: &IndexJson) -> Result<ReconcileReport> {
+fn merge_index(
+    w: &Writer<'_>,
+    layout: &Layout,
+    options: &Options,
+    base: &Entries,
+    theirs: &IndexJson,
+) -> Result<ReconcileReport> {
     let ours = current_entries(w)?;
     let (their_tags, their_untagged, repeated) = theirs.split();
     let mut report = ReconcileReport {
@@ -698,9 +750,18 @@ fn merge_index(w: &Writer<'_>, layout: &Layout, options: &Options, base: &Entrie
         .iter()
         .map(|(t, e)| (t.clone(), (e.digest.to_string(), e.to_bytes())))
         .collect();
-    let names: BTreeSet<&String> = base.tags.keys().chain(ours.tags.keys()).chain(theirs_tags.keys()).collect();
+    let names: BTreeSet<&String> = base
+        .tags
+        .keys()
+        .chain(ours.tags.keys())
+        .chain(theirs_tags.keys())
+        .collect();
     for name in names {
-        let (b, o, t) = (base.tags.get(name), ours.tags.get(name), theirs_tags.get(name));
+        let (b, o, t) = (
+            base.tags.get(name),
+            ours.tags.get(name),
+            theirs_tags.get(name),
+        );
         if t == b || o == t {
             continue;
         }
@@ -725,8 +786,10 @@ fn merge_index(w: &Writer<'_>, layout: &Layout, options: &Options, base: &Entrie
             }
         }
     }
-    let theirs_untagged: BTreeSet<(String, Vec<u8>)> =
-        their_untagged.iter().map(|e| (e.digest.to_string(), e.to_bytes())).collect();
+    let theirs_untagged: BTreeSet<(String, Vec<u8>)> = their_untagged
+        .iter()
+        .map(|e| (e.digest.to_string(), e.to_bytes()))
+        .collect();
     for added in theirs_untagged.difference(&base.untagged) {
         if !ours.untagged.contains(added) {
             let d = catalog::stored_digest(&added.0)?;
@@ -749,7 +812,13 @@ fn merge_index(w: &Writer<'_>, layout: &Layout, options: &Options, base: &Entrie
 
 /// Indexes `digest` and everything below it from files already in the layout (content another
 /// tool wrote). Missing files are left alone: layouts may be sparse.
-fn index_from_layout(w: &Writer<'_>, layout: &Layout, options: &Options, digest: &Digest, media_type: Option<&str>) -> Result<()> {
+fn index_from_layout(
+    w: &Writer<'_>,
+    layout: &Layout,
+    options: &Options,
+    digest: &Digest,
+    media_type: Option<&str>,
+) -> Result<()> {
     let mut stack = vec![(digest.clone(), media_type.map(str::to_owned))];
     while let Some((d, mt)) = stack.pop() {
         if w.blob(d.as_str())?.is_some() {
@@ -764,10 +833,17 @@ fn index_from_layout(w: &Writer<'_>, layout: &Layout, options: &Options, digest:
             digest: Some(d.clone()),
             size: None,
         };
-        let size = file.metadata().map_err(|e| Error::io("stat", layout.blob_path(&d), e))?.len();
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat", layout.blob_path(&d), e))?
+            .len();
         expected.size = Some(size);
         let mut bytes = Vec::new();
-        let keep = if size <= options.max_manifest_size { size as usize } else { 0 };
+        let keep = if size <= options.max_manifest_size {
+            size as usize
+        } else {
+            0
+        };
         let verified = if keep > 0 {
             file.take(keep as u64)
                 .read_to_end(&mut bytes)
@@ -786,8 +862,15 @@ fn index_from_layout(w: &Writer<'_>, layout: &Layout, options: &Options, digest:
         } else {
             false
         };
-        let parsed = if keep > 0 { manifest::parse(&bytes, mt.as_deref()).ok().flatten() } else { None };
-        w.insert_blob(d.as_str(), BlobRecord::new(size, parsed.is_some(), verified))?;
+        let parsed = if keep > 0 {
+            manifest::parse(&bytes, mt.as_deref()).ok().flatten()
+        } else {
+            None
+        };
+        w.insert_blob(
+            d.as_str(),
+            BlobRecord::new(size, parsed.is_some(), verified),
+        )?;
         if let Some(p) = parsed {
             w.insert_manifest(d.as_str(), size, &p)?;
             for c in &p.children {
@@ -838,7 +921,9 @@ impl Batch<'_> {
         }
         let parsed = match &staged.bytes {
             Some(bytes) => manifest::parse(bytes, media_type).map_err(|e| match e {
-                Error::InvalidManifest { reason, .. } => Error::manifest(Some(digest.as_str()), reason),
+                Error::InvalidManifest { reason, .. } => {
+                    Error::manifest(Some(digest.as_str()), reason)
+                }
                 e => e,
             })?,
             None if media_type.and_then(manifest::classify).is_some() => {
@@ -849,7 +934,10 @@ impl Batch<'_> {
             }
             None => None,
         };
-        w.insert_blob(digest.as_str(), BlobRecord::new(staged.size, parsed.is_some(), staged.verified))?;
+        w.insert_blob(
+            digest.as_str(),
+            BlobRecord::new(staged.size, parsed.is_some(), staged.verified),
+        )?;
         if let Some(p) = &parsed {
             w.insert_manifest(digest.as_str(), staged.size, p)?;
         }
@@ -906,7 +994,9 @@ impl Batch<'_> {
     /// Removes `tag`; returns the digest it named.
     pub fn untag(&mut self, tag: &str) -> Result<Digest> {
         let w = Writer::new(&self.txn);
-        let d = w.remove_tag(tag)?.ok_or_else(|| Error::NotFound(format!("tag {tag:?}")))?;
+        let d = w
+            .remove_tag(tag)?
+            .ok_or_else(|| Error::NotFound(format!("tag {tag:?}")))?;
         self.index_dirty = true;
         catalog::stored_digest(&d)
     }
@@ -937,7 +1027,9 @@ impl Store {
     fn write_index_json(&self, txn: &WriteTransaction) -> Result<()> {
         let w = Writer::new(txn);
         let path = self.layout.index_json();
-        let fp = w.meta(meta::INDEX_JSON)?.and_then(|b| Fingerprint::decode(&b));
+        let fp = w
+            .meta(meta::INDEX_JSON)?
+            .and_then(|b| Fingerprint::decode(&b));
         if !fp.as_ref().map_or(Ok(false), |fp| fp.matches(&path))? && path.exists() {
             let (theirs, _) = IndexJson::read(&path)?;
             let base = reader_entries(&self.db.read()?)?;
@@ -960,4 +1052,3 @@ impl Store {
         Ok(())
     }
 }
-

@@ -13,7 +13,10 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 fn put(store: &Store, bytes: &[u8]) -> Digest {
-    store.put(&mut &bytes[..], &PutOptions::default()).unwrap().digest
+    store
+        .put(&mut &bytes[..], &PutOptions::default())
+        .unwrap()
+        .digest
 }
 
 /// An image manifest over a fresh config and layer, with an optional subject.
@@ -31,7 +34,13 @@ fn image(store: &Store, name: &str, subject: Option<&Digest>) -> Digest {
     }
     let bytes = serde_json::to_vec(&m).unwrap();
     store
-        .put(&mut &bytes[..], &PutOptions { media_type: Some(MANIFEST.into()), ..Default::default() })
+        .put(
+            &mut &bytes[..],
+            &PutOptions {
+                media_type: Some(MANIFEST.into()),
+                ..Default::default()
+            },
+        )
         .unwrap()
         .digest
 }
@@ -74,7 +83,10 @@ fn tags_in_file(root: &Path) -> Vec<(String, String)> {
 fn init_creates_a_valid_layout() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
-    assert_eq!(fs::read_to_string(dir.path().join("oci-layout")).unwrap(), r#"{"imageLayoutVersion":"1.0.0"}"#);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("oci-layout")).unwrap(),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
     assert_eq!(index_json(dir.path())["manifests"], json!([]));
     assert!(store.open_report().created_index);
     drop(store);
@@ -100,18 +112,35 @@ fn digests_of_every_registered_algorithm_are_verified() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
     let data = b"some content";
-    for alg in [ocistore::Algorithm::Sha256, ocistore::Algorithm::Sha512, ocistore::Algorithm::Blake3] {
+    for alg in [
+        ocistore::Algorithm::Sha256,
+        ocistore::Algorithm::Sha512,
+        ocistore::Algorithm::Blake3,
+    ] {
         let mut h = ocistore::digest::Hasher::new(alg).unwrap();
         h.update(data);
         let d = h.finish();
         // Content that does not hash to the digest is refused.
         let err = store
-            .put(&mut &b"other content"[..], &PutOptions { digest: Some(d.clone()), ..Default::default() })
+            .put(
+                &mut &b"other content"[..],
+                &PutOptions {
+                    digest: Some(d.clone()),
+                    ..Default::default()
+                },
+            )
             .unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
         assert!(store.blob_info(&d).unwrap().is_none());
         let put = store
-            .put(&mut &data[..], &PutOptions { digest: Some(d.clone()), size: Some(data.len() as u64), ..Default::default() })
+            .put(
+                &mut &data[..],
+                &PutOptions {
+                    digest: Some(d.clone()),
+                    size: Some(data.len() as u64),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(put.digest, d);
         assert!(store.blob_info(&d).unwrap().unwrap().verified);
@@ -123,10 +152,19 @@ fn digests_of_every_registered_algorithm_are_verified() {
 fn unregistered_algorithms_are_stored_opaquely_and_marked_unverified() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
-    let d: Digest = "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8".parse().unwrap();
+    let d: Digest = "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"
+        .parse()
+        .unwrap();
     assert!(!d.is_verifiable());
     let put = store
-        .put(&mut &b"opaque"[..], &PutOptions { digest: Some(d.clone()), size: Some(6), ..Default::default() })
+        .put(
+            &mut &b"opaque"[..],
+            &PutOptions {
+                digest: Some(d.clone()),
+                size: Some(6),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(put.digest, d);
     assert!(!store.blob_info(&d).unwrap().unwrap().verified);
@@ -134,7 +172,13 @@ fn unregistered_algorithms_are_stored_opaquely_and_marked_unverified() {
     // Without a size there is nothing at all to check: refused, with a message that says why.
     let d2: Digest = "foo:abc".parse().unwrap();
     let err = store
-        .put(&mut &b"x"[..], &PutOptions { digest: Some(d2.clone()), ..Default::default() })
+        .put(
+            &mut &b"x"[..],
+            &PutOptions {
+                digest: Some(d2.clone()),
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");
     assert!(store.blob_info(&d2).unwrap().is_none());
@@ -148,16 +192,35 @@ fn a_mismatched_digest_or_size_leaves_no_file_and_no_index_entry() {
     let stats = store.stats().unwrap();
     let claimed = Digest::sha256(b"what was announced");
     let err = store
-        .put(&mut &b"what was sent"[..], &PutOptions { digest: Some(claimed.clone()), ..Default::default() })
+        .put(
+            &mut &b"what was sent"[..],
+            &PutOptions {
+                digest: Some(claimed.clone()),
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     let actual = Digest::sha256(b"what was sent");
     let err = store
-        .put(&mut &b"what was sent"[..], &PutOptions { digest: Some(actual.clone()), size: Some(3), ..Default::default() })
+        .put(
+            &mut &b"what was sent"[..],
+            &PutOptions {
+                digest: Some(actual.clone()),
+                size: Some(3),
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
     let err = store
-        .put(&mut &b"what was sent"[..], &PutOptions { size: Some(100), ..Default::default() })
+        .put(
+            &mut &b"what was sent"[..],
+            &PutOptions {
+                size: Some(100),
+                ..Default::default()
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
     for d in [&claimed, &actual] {
@@ -182,13 +245,25 @@ fn a_duplicate_with_a_known_digest_is_not_read() {
     let d = put(&store, b"once");
     let ino = fs::metadata(dir.path().join(d.blob_path())).unwrap().ino();
     let again = store
-        .put(&mut Refuse, &PutOptions { digest: Some(d.clone()), size: Some(4), ..Default::default() })
+        .put(
+            &mut Refuse,
+            &PutOptions {
+                digest: Some(d.clone()),
+                size: Some(4),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert!(again.existed);
     // Without the digest, the content is hashed but nothing is written.
-    let again = store.put(&mut &b"once"[..], &PutOptions::default()).unwrap();
+    let again = store
+        .put(&mut &b"once"[..], &PutOptions::default())
+        .unwrap();
     assert!(again.existed);
-    assert_eq!(fs::metadata(dir.path().join(d.blob_path())).unwrap().ino(), ino);
+    assert_eq!(
+        fs::metadata(dir.path().join(d.blob_path())).unwrap().ino(),
+        ino
+    );
     assert!(files_under(&dir.path().join(".ocistore/ingest")).is_empty());
 }
 
@@ -202,7 +277,10 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (buf.len() as u64).min(self.left) as usize;
         for b in &mut buf[..n] {
-            self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.state = self
+                .state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = (self.state >> 56) as u8;
         }
         self.left -= n as u64;
@@ -225,7 +303,10 @@ fn large_blobs_stream_in_constant_memory() {
     let store = Store::init(dir.path(), &Options::default()).unwrap();
     let len: u64 = 384 << 20;
     let mut h = ocistore::digest::Hasher::new(ocistore::Algorithm::Sha256).unwrap();
-    let mut s = Stream { left: len, state: 7 };
+    let mut s = Stream {
+        left: len,
+        state: 7,
+    };
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = s.read(&mut buf).unwrap();
@@ -237,13 +318,31 @@ fn large_blobs_stream_in_constant_memory() {
     let expected = h.finish();
     let before = peak_rss_kib();
     let put = store
-        .put(&mut Stream { left: len, state: 7 }, &PutOptions { digest: Some(expected.clone()), size: Some(len), ..Default::default() })
+        .put(
+            &mut Stream {
+                left: len,
+                state: 7,
+            },
+            &PutOptions {
+                digest: Some(expected.clone()),
+                size: Some(len),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
     assert_eq!(put.digest, expected);
-    assert_eq!(fs::metadata(dir.path().join(expected.blob_path())).unwrap().len(), len);
+    assert_eq!(
+        fs::metadata(dir.path().join(expected.blob_path()))
+            .unwrap()
+            .len(),
+        len
+    );
     // 384 MiB went through; the process grew by far less (buffers and the manifest sniff window).
-    assert!(grown_mib < 48, "peak RSS grew by {grown_mib} MiB while ingesting 384 MiB");
+    assert!(
+        grown_mib < 48,
+        "peak RSS grew by {grown_mib} MiB while ingesting 384 MiB"
+    );
 }
 
 #[test]
@@ -254,12 +353,27 @@ fn tags_are_written_to_index_json_and_moved_and_removed() {
     let b = image(&store, "b", None);
     store.tag(a.as_str(), "v1").unwrap();
     store.tag("v1", "latest").unwrap();
-    assert_eq!(tags_in_file(dir.path()), vec![("latest".into(), a.to_string()), ("v1".into(), a.to_string())]);
+    assert_eq!(
+        tags_in_file(dir.path()),
+        vec![
+            ("latest".into(), a.to_string()),
+            ("v1".into(), a.to_string())
+        ]
+    );
     store.tag(b.as_str(), "latest").unwrap();
     assert_eq!(store.resolve("latest").unwrap(), b);
-    assert_eq!(tags_in_file(dir.path()), vec![("latest".into(), b.to_string()), ("v1".into(), a.to_string())]);
+    assert_eq!(
+        tags_in_file(dir.path()),
+        vec![
+            ("latest".into(), b.to_string()),
+            ("v1".into(), a.to_string())
+        ]
+    );
     assert_eq!(store.untag("v1").unwrap(), a);
-    assert_eq!(tags_in_file(dir.path()), vec![("latest".into(), b.to_string())]);
+    assert_eq!(
+        tags_in_file(dir.path()),
+        vec![("latest".into(), b.to_string())]
+    );
     assert!(matches!(store.untag("v1").unwrap_err(), Error::NotFound(_)));
     // index.json is replaced by rename; no temporary file is left beside it.
     let stray: Vec<_> = fs::read_dir(dir.path())
@@ -272,9 +386,18 @@ fn tags_are_written_to_index_json_and_moved_and_removed() {
     // Blobs cannot be tagged; bad names are refused without touching the file.
     let layer = put(&store, b"plain");
     let before = fs::read(dir.path().join("index.json")).unwrap();
-    assert!(matches!(store.tag(layer.as_str(), "x").unwrap_err(), Error::NotAManifest { .. }));
-    assert!(matches!(store.tag(a.as_str(), "bad/").unwrap_err(), Error::InvalidTag { .. }));
-    assert!(matches!(store.tag("missing", "x").unwrap_err(), Error::NotFound(_)));
+    assert!(matches!(
+        store.tag(layer.as_str(), "x").unwrap_err(),
+        Error::NotAManifest { .. }
+    ));
+    assert!(matches!(
+        store.tag(a.as_str(), "bad/").unwrap_err(),
+        Error::InvalidTag { .. }
+    ));
+    assert!(matches!(
+        store.tag("missing", "x").unwrap_err(),
+        Error::NotFound(_)
+    ));
     assert_eq!(fs::read(dir.path().join("index.json")).unwrap(), before);
 }
 
@@ -294,11 +417,20 @@ fn untagged_entries_from_other_tools_survive_tag_changes() {
         "x-unknown": [1, 2, 3]
     }]);
     ix["annotations"] = json!({"top.level": "kept"});
-    fs::write(dir.path().join("index.json"), serde_json::to_vec(&ix).unwrap()).unwrap();
+    fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&ix).unwrap(),
+    )
+    .unwrap();
     let store = Store::open(dir.path(), &Options::default()).unwrap();
     store.tag(b.as_str(), "b").unwrap();
     let ix = index_json(dir.path());
-    let untagged: Vec<_> = ix["manifests"].as_array().unwrap().iter().filter(|e| e["digest"] == a.as_str()).collect();
+    let untagged: Vec<_> = ix["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["digest"] == a.as_str())
+        .collect();
     assert_eq!(untagged.len(), 1);
     assert_eq!(untagged[0]["platform"]["architecture"], "s390x");
     assert_eq!(untagged[0]["annotations"]["vendor.note"], "keep me");
@@ -338,9 +470,15 @@ fn index_json_edited_while_closed_is_reconciled_on_open() {
             e["digest"] = json!(b.as_str());
         }
     }
-    entries.push(json!({"mediaType": MANIFEST, "digest": foreign.as_str(), "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": "added"}}));
-    fs::write(root.join("index.json"), serde_json::to_vec_pretty(&ix).unwrap()).unwrap();
+    entries.push(
+        json!({"mediaType": MANIFEST, "digest": foreign.as_str(), "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "added"}}),
+    );
+    fs::write(
+        root.join("index.json"),
+        serde_json::to_vec_pretty(&ix).unwrap(),
+    )
+    .unwrap();
 
     let store = Store::open(root, &Options::default()).unwrap();
     let r = store.open_report().reconciled.clone().expect("a reconcile");
@@ -350,7 +488,10 @@ fn index_json_edited_while_closed_is_reconciled_on_open() {
     assert_eq!(store.resolve("keep").unwrap(), a);
     assert_eq!(store.resolve("move").unwrap(), b);
     assert_eq!(store.resolve("added").unwrap(), foreign);
-    assert!(matches!(store.resolve("drop").unwrap_err(), Error::NotFound(_)));
+    assert!(matches!(
+        store.resolve("drop").unwrap_err(),
+        Error::NotFound(_)
+    ));
     // The foreign manifest and its config were indexed from the layout.
     assert_eq!(store.children(&foreign).unwrap(), vec![config_d.clone()]);
     assert!(store.blob_info(&config_d).unwrap().unwrap().verified);
@@ -359,7 +500,10 @@ fn index_json_edited_while_closed_is_reconciled_on_open() {
     store.tag(a.as_str(), "mine").unwrap();
     let tags = tags_in_file(root);
     for t in ["keep", "move", "added", "mine"] {
-        assert!(tags.iter().any(|(n, _)| n == t), "{t} missing from {tags:?}");
+        assert!(
+            tags.iter().any(|(n, _)| n == t),
+            "{t} missing from {tags:?}"
+        );
     }
     assert!(!tags.iter().any(|(n, _)| n == "drop"));
     // A second open has nothing to reconcile.
@@ -377,8 +521,10 @@ fn index_json_edited_while_open_is_merged_not_overwritten() {
     store.tag(a.as_str(), "one").unwrap();
     // Another tool adds a tag while the store is open.
     let mut ix = index_json(root);
-    ix["manifests"].as_array_mut().unwrap().push(json!({"mediaType": MANIFEST, "digest": a.as_str(), "size": 1,
-        "annotations": {"org.opencontainers.image.ref.name": "theirs"}}));
+    ix["manifests"].as_array_mut().unwrap().push(
+        json!({"mediaType": MANIFEST, "digest": a.as_str(), "size": 1,
+        "annotations": {"org.opencontainers.image.ref.name": "theirs"}}),
+    );
     fs::write(root.join("index.json"), serde_json::to_vec(&ix).unwrap()).unwrap();
     store.tag(a.as_str(), "ours").unwrap();
     let names: Vec<String> = tags_in_file(root).into_iter().map(|(n, _)| n).collect();
@@ -396,7 +542,9 @@ fn a_batch_is_one_transaction_and_one_index_json_rewrite() {
     let mut digests = Vec::new();
     for i in 0..50 {
         let config = format!(r#"{{"n":{i}}}"#);
-        let c = batch.put(&mut config.as_bytes(), &PutOptions::default()).unwrap();
+        let c = batch
+            .put(&mut config.as_bytes(), &PutOptions::default())
+            .unwrap();
         let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c.digest.as_str(), "size": c.size},
             "layers": []}))
@@ -417,7 +565,9 @@ fn a_batch_is_one_transaction_and_one_index_json_rewrite() {
     // A dropped batch leaves nothing.
     let stats = store.stats().unwrap();
     let mut batch = store.batch().unwrap();
-    let p = batch.put(&mut &b"abandoned"[..], &PutOptions::default()).unwrap();
+    let p = batch
+        .put(&mut &b"abandoned"[..], &PutOptions::default())
+        .unwrap();
     drop(batch);
     assert_eq!(store.stats().unwrap(), stats);
     assert!(!root.join(p.digest.blob_path()).exists());
@@ -431,19 +581,38 @@ fn referrers_answer_with_the_spec_fields_and_filter() {
     let subject = image(&store, "subject", None);
     let sig = image(&store, "sig", Some(&subject));
     let sig_of_sig = image(&store, "sig-of-sig", Some(&sig));
-    let r = store.referrers(&subject, &ReferrersQuery::default()).unwrap();
+    let r = store
+        .referrers(&subject, &ReferrersQuery::default())
+        .unwrap();
     let body = serde_json::to_value(&r).unwrap();
     assert_eq!(body["schemaVersion"], 2);
     assert_eq!(body["mediaType"], INDEX);
     assert_eq!(body["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(body["manifests"][0]["digest"], sig.as_str());
-    assert_eq!(body["manifests"][0]["artifactType"], "application/vnd.example.signature");
+    assert_eq!(
+        body["manifests"][0]["artifactType"],
+        "application/vnd.example.signature"
+    );
     assert!(r.filters_applied.is_empty());
-    let t = store.referrers(&subject, &ReferrersQuery { transitive: true, ..Default::default() }).unwrap();
+    let t = store
+        .referrers(
+            &subject,
+            &ReferrersQuery {
+                transitive: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let got: Vec<_> = t.manifests.iter().map(|m| m.digest.clone()).collect();
     assert_eq!(got, vec![sig.to_string(), sig_of_sig.to_string()]);
     let f = store
-        .referrers(&subject, &ReferrersQuery { artifact_type: Some("application/other".into()), transitive: true })
+        .referrers(
+            &subject,
+            &ReferrersQuery {
+                artifact_type: Some("application/other".into()),
+                transitive: true,
+            },
+        )
         .unwrap();
     assert!(f.manifests.is_empty());
     assert_eq!(f.filters_applied, vec!["artifactType"]);
@@ -464,7 +633,14 @@ fn rebuild_recreates_the_same_index_from_the_layout() {
     assert!(store.open_report().created_index);
     assert_eq!(store.stats().unwrap(), stats);
     assert_eq!(store.list().unwrap(), list);
-    assert_eq!(store.referrers(&a, &ReferrersQuery::default()).unwrap().manifests[0].digest, sig.as_str());
+    assert_eq!(
+        store
+            .referrers(&a, &ReferrersQuery::default())
+            .unwrap()
+            .manifests[0]
+            .digest,
+        sig.as_str()
+    );
 }
 
 #[test]
@@ -483,7 +659,14 @@ fn one_store_is_shared_by_threads() {
                     store.tag(d.as_str(), &format!("t{t}-{i}")).unwrap();
                     // Reads run on snapshots while the others write.
                     assert_eq!(store.resolve("base").unwrap(), base);
-                    assert!(store.referrers(&base, &ReferrersQuery::default()).unwrap().manifests.len() > i);
+                    assert!(
+                        store
+                            .referrers(&base, &ReferrersQuery::default())
+                            .unwrap()
+                            .manifests
+                            .len()
+                            > i
+                    );
                 }
             })
         })
@@ -491,7 +674,14 @@ fn one_store_is_shared_by_threads() {
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(store.referrers(&base, &ReferrersQuery::default()).unwrap().manifests.len(), 80);
+    assert_eq!(
+        store
+            .referrers(&base, &ReferrersQuery::default())
+            .unwrap()
+            .manifests
+            .len(),
+        80
+    );
     assert_eq!(tags_in_file(dir.path()).len(), 81);
 }
 

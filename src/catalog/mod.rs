@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{
-    MultimapTableDefinition, ReadTransaction, ReadableMultimapTable, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    MultimapTableDefinition, ReadTransaction, ReadableMultimapTable, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -182,88 +182,120 @@ pub(crate) struct Reader {
     txn: ReadTransaction,
 }
 
+/// The reads both [`Reader`] and [`Writer`] offer, written once over redb's readable tables.
+#[allow(clippy::let_and_return)] // the bindings end borrows of the table before it drops
+macro_rules! reads {
+    () => {
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
+            let t = self.txn.open_table(BLOBS)?;
+            let r = t
+                .get(digest)?
+                .map(|v| BlobRecord::decode(v.value()))
+                .transpose();
+            r
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
+            let t = self.txn.open_table(MANIFESTS)?;
+            let r = t
+                .get(digest)?
+                .map(|v| decode_manifest(v.value()))
+                .transpose();
+            r
+        }
+
+        /// A tag's digest and index.json entry.
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn tag(&self, tag: &str) -> Result<Option<(String, Vec<u8>)>> {
+            let t = self.txn.open_table(TAGS)?;
+            let r = t.get(tag)?.map(|v| {
+                let (d, e) = v.value();
+                (d.to_owned(), e.to_vec())
+            });
+            Ok(r)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn tags(&self) -> Result<Vec<TagRow>> {
+            let t = self.txn.open_table(TAGS)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let (digest, entry) = v.value();
+                out.push(TagRow {
+                    tag: k.value().to_owned(),
+                    digest: digest.to_owned(),
+                    entry: entry.to_vec(),
+                });
+            }
+            Ok(out)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
+            strings(&self.txn.open_multimap_table(TAGS_BY_DIGEST)?, digest)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
+            strings(&self.txn.open_multimap_table(EDGES)?, digest)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn untagged(&self) -> Result<Vec<(String, Vec<u8>)>> {
+            let t = self.txn.open_multimap_table(UNTAGGED)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, vals) = row?;
+                for v in vals {
+                    out.push((k.value().to_owned(), v?.value().to_vec()));
+                }
+            }
+            Ok(out)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn referrers(&self, subject: &str) -> Result<Vec<(String, Source)>> {
+            let t = self.txn.open_multimap_table(REFERRERS)?;
+            let mut out = Vec::new();
+            for v in t.get(subject)? {
+                let v = v?;
+                let (r, code) = v.value();
+                if let Some(src) = Source::from_code(code) {
+                    out.push((r.to_owned(), src));
+                }
+            }
+            Ok(out)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            let t = self.txn.open_table(META)?;
+            let r = t.get(key)?.map(|v| v.value().to_vec());
+            Ok(r)
+        }
+    };
+}
+
+fn strings(
+    t: &impl ReadableMultimapTable<&'static str, &'static str>,
+    key: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for v in t.get(key)? {
+        out.push(v?.value().to_owned());
+    }
+    Ok(out)
+}
+
 impl Reader {
     pub(crate) fn new(txn: ReadTransaction) -> Reader {
         Reader { txn }
     }
 
-    pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
-        let t = self.txn.open_table(BLOBS)?;
-        t.get(digest)?.map(|v| BlobRecord::decode(v.value())).transpose()
-    }
-
-    pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
-        let t = self.txn.open_table(MANIFESTS)?;
-        t.get(digest)?.map(|v| decode_manifest(v.value())).transpose()
-    }
-
-    pub(crate) fn tag(&self, tag: &str) -> Result<Option<String>> {
-        let t = self.txn.open_table(TAGS)?;
-        Ok(t.get(tag)?.map(|v| v.value().0.to_owned()))
-    }
-
-    pub(crate) fn tags(&self) -> Result<Vec<TagRow>> {
-        let t = self.txn.open_table(TAGS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let (digest, entry) = v.value();
-            out.push(TagRow {
-                tag: k.value().to_owned(),
-                digest: digest.to_owned(),
-                entry: entry.to_vec(),
-            });
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
-        let t = self.txn.open_multimap_table(TAGS_BY_DIGEST)?;
-        let mut out = Vec::new();
-        for v in t.get(digest)? {
-            out.push(v?.value().to_owned());
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn untagged(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let t = self.txn.open_multimap_table(UNTAGGED)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, vals) = row?;
-            for v in vals {
-                out.push((k.value().to_owned(), v?.value().to_vec()));
-            }
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
-        let t = self.txn.open_multimap_table(EDGES)?;
-        let mut out = Vec::new();
-        for v in t.get(digest)? {
-            out.push(v?.value().to_owned());
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn referrers(&self, subject: &str) -> Result<Vec<(String, Source)>> {
-        let t = self.txn.open_multimap_table(REFERRERS)?;
-        let mut out = Vec::new();
-        for v in t.get(subject)? {
-            let v = v?;
-            let (r, code) = v.value();
-            if let Some(src) = Source::from_code(code) {
-                out.push((r.to_owned(), src));
-            }
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let t = self.txn.open_table(META)?;
-        Ok(t.get(key)?.map(|v| v.value().to_vec()))
-    }
+    reads!();
 
     pub(crate) fn counts(&self) -> Result<Counts> {
         let blobs = self.txn.open_table(BLOBS)?;
@@ -312,6 +344,8 @@ impl<'t> Writer<'t> {
         Writer { txn }
     }
 
+    reads!();
+
     /// Creates every table, so that readers never meet a missing one, and checks the schema.
     pub(crate) fn migrate(&self) -> Result<()> {
         self.txn.open_table(BLOBS)?;
@@ -338,12 +372,6 @@ impl<'t> Writer<'t> {
         }
     }
 
-    pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
-        let t = self.txn.open_table(BLOBS)?;
-        let r = t.get(digest)?.map(|v| BlobRecord::decode(v.value())).transpose();
-        r
-    }
-
     /// Records a published blob. Keeps the first record if there is one.
     pub(crate) fn insert_blob(&self, digest: &str, rec: BlobRecord) -> Result<bool> {
         let mut t = self.txn.open_table(BLOBS)?;
@@ -352,12 +380,6 @@ impl<'t> Writer<'t> {
         }
         t.insert(digest, rec.encode().as_slice())?;
         Ok(true)
-    }
-
-    pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
-        let t = self.txn.open_table(MANIFESTS)?;
-        let r = t.get(digest)?.map(|v| decode_manifest(v.value())).transpose();
-        r
     }
 
     /// Records a parsed manifest with its edges. The blob row is written by the caller.
@@ -388,39 +410,29 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
-        let t = self.txn.open_multimap_table(EDGES)?;
-        let mut out = Vec::new();
-        for v in t.get(digest)? {
-            out.push(v?.value().to_owned());
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn tag(&self, tag: &str) -> Result<Option<(String, Vec<u8>)>> {
-        let t = self.txn.open_table(TAGS)?;
-        let r = t.get(tag)?.map(|v| {
-            let (d, e) = v.value();
-            (d.to_owned(), e.to_vec())
-        });
-        Ok(r)
-    }
-
     /// Points `tag` at `digest`, keeping the inverse map and tag-derived referrer edges in step.
     /// Returns the digest it named before.
     pub(crate) fn set_tag(&self, tag: &str, digest: &str, entry: &[u8]) -> Result<Option<String>> {
         let old = self.remove_tag(tag)?;
         self.txn.open_table(TAGS)?.insert(tag, (digest, entry))?;
-        self.txn.open_multimap_table(TAGS_BY_DIGEST)?.insert(digest, tag)?;
+        self.txn
+            .open_multimap_table(TAGS_BY_DIGEST)?
+            .insert(digest, tag)?;
         self.link_edges(tag, digest, true)?;
         Ok(old)
     }
 
     /// Removes `tag`; returns the digest it named.
     pub(crate) fn remove_tag(&self, tag: &str) -> Result<Option<String>> {
-        let old = self.txn.open_table(TAGS)?.remove(tag)?.map(|v| v.value().0.to_owned());
+        let old = self
+            .txn
+            .open_table(TAGS)?
+            .remove(tag)?
+            .map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
-            self.txn.open_multimap_table(TAGS_BY_DIGEST)?.remove(d.as_str(), tag)?;
+            self.txn
+                .open_multimap_table(TAGS_BY_DIGEST)?
+                .remove(d.as_str(), tag)?;
             self.link_edges(tag, d, false)?;
         }
         Ok(old)
@@ -447,47 +459,18 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    pub(crate) fn tags(&self) -> Result<Vec<TagRow>> {
-        let t = self.txn.open_table(TAGS)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let (digest, entry) = v.value();
-            out.push(TagRow {
-                tag: k.value().to_owned(),
-                digest: digest.to_owned(),
-                entry: entry.to_vec(),
-            });
-        }
-        Ok(out)
-    }
-
-    pub(crate) fn untagged(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        let t = self.txn.open_multimap_table(UNTAGGED)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, vals) = row?;
-            for v in vals {
-                out.push((k.value().to_owned(), v?.value().to_vec()));
-            }
-        }
-        Ok(out)
-    }
-
     pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
-        self.txn.open_multimap_table(UNTAGGED)?.insert(digest, entry)?;
+        self.txn
+            .open_multimap_table(UNTAGGED)?
+            .insert(digest, entry)?;
         Ok(())
     }
 
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
-        self.txn.open_multimap_table(UNTAGGED)?.remove(digest, entry)?;
+        self.txn
+            .open_multimap_table(UNTAGGED)?
+            .remove(digest, entry)?;
         Ok(())
-    }
-
-    pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let t = self.txn.open_table(META)?;
-        let r = t.get(key)?.map(|v| v.value().to_vec());
-        Ok(r)
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {

@@ -37,7 +37,8 @@ impl Entry {
 
     /// Parses an entry kept as JSON.
     pub fn from_bytes(bytes: &[u8]) -> Result<Entry> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::Index(format!("index.json entry: {e}")))?;
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Index(format!("index.json entry: {e}")))?;
         Entry::from_value(v, Path::new("index.json"))
     }
 
@@ -53,14 +54,21 @@ impl Entry {
         if let Some(size) = object.get("size")
             && !size.is_u64()
         {
-            return Err(Error::layout(path, format!("entry {digest} has an invalid size {size}")));
+            return Err(Error::layout(
+                path,
+                format!("entry {digest} has an invalid size {size}"),
+            ));
         }
         let tag = object
             .get("annotations")
             .and_then(|a| a.get(REF_NAME))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        Ok(Entry { digest, tag, object })
+        Ok(Entry {
+            digest,
+            tag,
+            object,
+        })
     }
 
     /// An entry naming a manifest, with an optional tag.
@@ -120,19 +128,28 @@ pub struct IndexJson {
 impl IndexJson {
     /// Parses index.json bytes read from `path`.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<IndexJson> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::layout(path, format!("not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::layout(path, format!("not valid JSON: {e}")))?;
         let Value::Object(mut extra) = v else {
             return Err(Error::layout(path, "not a JSON object"));
         };
         let manifests = match extra.remove("manifests") {
             Some(Value::Array(m)) => m,
             Some(_) => return Err(Error::layout(path, "manifests is not an array")),
-            None => return Err(Error::layout(path, "not an image index: no manifests array")),
+            None => {
+                return Err(Error::layout(
+                    path,
+                    "not an image index: no manifests array",
+                ));
+            }
         };
         if let Some(mt) = extra.get("mediaType").and_then(Value::as_str)
             && mt != OCI_INDEX
         {
-            return Err(Error::layout(path, format!("mediaType {mt:?} is not an image index")));
+            return Err(Error::layout(
+                path,
+                format!("mediaType {mt:?} is not an image index"),
+            ));
         }
         let entries = manifests
             .into_iter()
@@ -161,7 +178,12 @@ impl IndexJson {
         }
         obj.insert(
             "manifests".into(),
-            Value::Array(self.entries.iter().map(|e| Value::Object(e.object.clone())).collect()),
+            Value::Array(
+                self.entries
+                    .iter()
+                    .map(|e| Value::Object(e.object.clone()))
+                    .collect(),
+            ),
         );
         let mut out = serde_json::to_vec(&Value::Object(obj)).expect("JSON serializes");
         out.push(b'\n');
@@ -229,7 +251,11 @@ impl Fingerprint {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        format!("{} {} {} {}", self.ino, self.size, self.mtime_ns, self.sha256).into_bytes()
+        format!(
+            "{} {} {} {}",
+            self.ino, self.size, self.mtime_ns, self.sha256
+        )
+        .into_bytes()
     }
 
     pub(crate) fn decode(b: &[u8]) -> Option<Fingerprint> {

@@ -55,8 +55,16 @@ pub struct Staged {
 /// Writes `reader` to a temporary file in `.ocistore/ingest/`, hashing and counting as it goes,
 /// and checks size and digest. Memory use is constant except for the first `keep` bytes, which
 /// are returned for manifest parsing.
-pub fn stage(layout: &Layout, reader: &mut dyn Read, expected: &Expected, keep: u64) -> Result<Staged> {
-    let alg = expected.digest.as_ref().map_or(Algorithm::Sha256, Digest::algorithm);
+pub fn stage(
+    layout: &Layout,
+    reader: &mut dyn Read,
+    expected: &Expected,
+    keep: u64,
+) -> Result<Staged> {
+    let alg = expected
+        .digest
+        .as_ref()
+        .map_or(Algorithm::Sha256, Digest::algorithm);
     let mut hasher = Hasher::new(alg);
     let dir = layout.ingest_dir();
     let mut tmp = tempfile::Builder::new()
@@ -94,7 +102,8 @@ pub fn stage(layout: &Layout, reader: &mut dyn Read, expected: &Expected, keep: 
                 kept = None;
             }
         }
-        tmp.write_all(chunk).map_err(|e| Error::io("write", tmp.path(), e))?;
+        tmp.write_all(chunk)
+            .map_err(|e| Error::io("write", tmp.path(), e))?;
     }
     if let Some(size) = expected.size
         && total != size

@@ -81,7 +81,9 @@ impl Layout {
     pub fn check(&self) -> Result<()> {
         let path = self.oci_layout();
         let bytes = fs::read(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::layout(&self.root, "oci-layout is missing: not an OCI image layout"),
+            io::ErrorKind::NotFound => {
+                Error::layout(&self.root, "oci-layout is missing: not an OCI image layout")
+            }
             _ => Error::io("read", &path, e),
         })?;
         let v: serde_json::Value = serde_json::from_slice(&bytes)
@@ -89,7 +91,10 @@ impl Layout {
         match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
             Some("1.0.0") => {}
             Some(other) => {
-                return Err(Error::layout(&path, format!("imageLayoutVersion {other:?} is not supported (want \"1.0.0\")")));
+                return Err(Error::layout(
+                    &path,
+                    format!("imageLayoutVersion {other:?} is not supported (want \"1.0.0\")"),
+                ));
             }
             None => return Err(Error::layout(&path, "imageLayoutVersion is missing")),
         }
@@ -130,7 +135,10 @@ impl Layout {
         let dir = self.blobs_dir().join(digest.algorithm_name());
         match fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => Ok(dir),
-            Ok(_) => Err(Error::layout(&dir, "is not a directory (symlinks are not followed)")),
+            Ok(_) => Err(Error::layout(
+                &dir,
+                "is not a directory (symlinks are not followed)",
+            )),
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 real_dir(&self.blobs_dir())?;
                 mkdir(&dir)?;
@@ -156,7 +164,9 @@ impl Layout {
             .open(&path)
             .map_err(|e| match e.raw_os_error() {
                 Some(libc::ENOENT) => Error::NotFound(format!("blob {digest}")),
-                Some(libc::ELOOP) => Error::layout(&path, "is a symlink; symlinks in blobs/ are not followed"),
+                Some(libc::ELOOP) => {
+                    Error::layout(&path, "is a symlink; symlinks in blobs/ are not followed")
+                }
                 _ => Error::io("open", &path, e),
             })?;
         let meta = file.metadata().map_err(|e| Error::io("stat", &path, e))?;
@@ -174,8 +184,11 @@ impl Layout {
             .prefix(".ocistore-tmp-")
             .tempfile_in(dir)
             .map_err(|e| Error::io("create temporary file in", dir, e))?;
-        tmp.write_all(bytes).map_err(|e| Error::io("write", tmp.path(), e))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        tmp.write_all(bytes)
+            .map_err(|e| Error::io("write", tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", tmp.path(), e))?;
         tmp.persist(target)
             .map_err(|e| Error::io("rename into", target, e.error))?;
         sync_dir(dir)
@@ -186,7 +199,10 @@ impl Layout {
 pub(crate) fn real_dir(dir: &Path) -> Result<()> {
     match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::layout(dir, "is not a directory (symlinks are not followed)")),
+        Ok(_) => Err(Error::layout(
+            dir,
+            "is not a directory (symlinks are not followed)",
+        )),
         Err(e) => Err(Error::io("stat", dir, e)),
     }
 }
