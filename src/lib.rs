@@ -26,20 +26,22 @@
 
 #![warn(missing_docs)]
 
-pub mod catalog;
+mod catalog;
 pub mod demo;
 pub mod digest;
 mod error;
 pub mod import;
-pub mod layout;
+mod layout;
 mod lock;
 pub mod manifest;
 pub mod referrers;
 pub mod refname;
-pub mod scan;
+mod scan;
 mod store;
 
 pub use catalog::{BlobRecord, Counts, ManifestRecord};
+pub use import::ImportReport;
+pub use layout::index_json::Entry;
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};
 pub use referrers::{ReferrerDescriptor, ReferrersIndex, ReferrersQuery};

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::layout::index_json::{Fingerprint, IndexJson};
+use crate::layout::index_json::IndexJson;
 use crate::manifest::{self, Parsed};
 use crate::refname::{LinkKind, ReferrerTag};
 
@@ -247,9 +247,4 @@ impl<'a> LayoutGraph<'a> {
         }
         seen
     }
-}
-
-/// index.json of `layout`, with its fingerprint.
-pub fn read_index(layout: &Layout) -> Result<(IndexJson, Fingerprint)> {
-    IndexJson::read(&layout.index_json())
 }
