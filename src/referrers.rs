@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::catalog::Reader;
+use crate::catalog::{Reader, Source};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::manifest::OCI_INDEX;
@@ -70,8 +70,8 @@ pub(crate) fn query(
     while !level.is_empty() {
         let mut next = BTreeSet::new();
         for s in &level {
-            for (r, _source) in reader.referrers(s)? {
-                if seen.contains(&r) {
+            for (r, source) in reader.referrers(s)? {
+                if source == Source::FallbackIndex || seen.contains(&r) {
                     continue;
                 }
                 // A referrer the store does not hold cannot be described (or fetched): skip it.

@@ -589,7 +589,7 @@ impl Store {
 
     /// Table sizes.
     pub fn stats(&self) -> Result<Counts> {
-        self.db.read()?.counts()
+        self.db.read()?.table_sizes()
     }
 }
 

@@ -12,6 +12,16 @@
 //!   source does. Edges may name a subject that is absent: referrers may arrive first.
 //! - `TAGS` and `TAGS_BY_DIGEST` are inverse maps ([`Writer::set_tag`], [`Writer::remove_tag`]).
 //! - `UNTAGGED` keeps the index.json entries without a tag, as their JSON.
+//! - `SUBJECTS` is the inverse of `REFERRERS` (`referrer -> (subject, source)`), written and
+//!   removed with it ([`Writer::add_link`], [`Writer::remove_link`]).
+//! - `COUNTS` holds, for every digest something points at, the number of present strong parents,
+//!   present `subject`-field subjects, tags that are roots, and untagged entries; `CANDIDATES`
+//!   holds exactly the present digests that [`Writer::recount`] finds unsupported (see
+//!   [`crate::gc`]). Every function that changes presence, edges, tags or entries calls
+//!   `recount` on each digest it touched.
+//! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
+//!   yet (the sweep's intent record). `CHANGED` records digests written while a collection runs.
+//! - `PINS` holds pinned digests.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +54,25 @@ pub(crate) const TAGS_BY_DIGEST: MultimapTableDefinition<&str, &str> =
 pub(crate) const UNTAGGED: MultimapTableDefinition<&str, &[u8]> =
     MultimapTableDefinition::new("untagged");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const SUBJECTS: MultimapTableDefinition<&str, (&str, u8)> =
+    MultimapTableDefinition::new("subjects");
+pub(crate) const COUNTS: TableDefinition<&str, [u32; 4]> = TableDefinition::new("counts");
+pub(crate) const CANDIDATES: TableDefinition<&str, ()> = TableDefinition::new("candidates");
+pub(crate) const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending_unlinks");
+pub(crate) const CHANGED: TableDefinition<&str, ()> = TableDefinition::new("changed");
+pub(crate) const PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
+
+/// Indexes into a `COUNTS` row.
+pub(crate) mod count {
+    /// Present manifests listing the digest as a child.
+    pub const PARENTS: usize = 0;
+    /// Present subjects the digest names in its `subject` field.
+    pub const SUBJECT_LINKS: usize = 1;
+    /// Tags naming the digest that are roots (not cosign or fallback links).
+    pub const TAG_ROOTS: usize = 2;
+    /// Untagged index.json entries naming the digest.
+    pub const UNTAGGED: usize = 3;
+}
 
 /// `META` keys.
 pub(crate) mod meta {
@@ -62,8 +91,11 @@ pub(crate) mod meta {
 pub enum Source {
     /// The referrer's `subject` field.
     Subject,
-    /// A tag named after the subject (cosign `.sig`/`.att`/`.sbom`, or a fallback index).
+    /// A tag named after the subject (cosign `.sig`/`.att`/`.sbom`, or a fallback index's entry).
     Tag(LinkKind),
+    /// The fallback index itself: it lives and dies with the subject it is named after, but is
+    /// not one of its referrers in the referrers response.
+    FallbackIndex,
 }
 
 impl Source {
@@ -74,6 +106,7 @@ impl Source {
             Source::Tag(LinkKind::CosignAtt) => 3,
             Source::Tag(LinkKind::CosignSbom) => 4,
             Source::Tag(LinkKind::Fallback) => 5,
+            Source::FallbackIndex => 6,
         }
     }
 
@@ -84,6 +117,7 @@ impl Source {
             3 => Source::Tag(LinkKind::CosignAtt),
             4 => Source::Tag(LinkKind::CosignSbom),
             5 => Source::Tag(LinkKind::Fallback),
+            6 => Source::FallbackIndex,
             _ => return None,
         })
     }
@@ -271,12 +305,54 @@ macro_rules! reads {
         }
 
         #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn counts(&self, digest: &str) -> Result<[u32; 4]> {
+            let t = self.txn.open_table(COUNTS)?;
+            let r = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
+            Ok(r)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn is_pinned(&self, digest: &str) -> Result<bool> {
+            let t = self.txn.open_table(PINS)?;
+            let r = t.get(digest)?.is_some();
+            Ok(r)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn pins(&self) -> Result<Vec<String>> {
+            keys(&self.txn.open_table(PINS)?)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn pending(&self) -> Result<Vec<String>> {
+            keys(&self.txn.open_table(PENDING)?)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn candidates(&self) -> Result<Vec<String>> {
+            keys(&self.txn.open_table(CANDIDATES)?)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn parents(&self, digest: &str) -> Result<Vec<String>> {
+            strings(&self.txn.open_multimap_table(PARENTS)?, digest)
+        }
+
+        #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
             let t = self.txn.open_table(META)?;
             let r = t.get(key)?.map(|v| v.value().to_vec());
             Ok(r)
         }
     };
+}
+
+fn keys<V: redb::Value + 'static>(t: &impl ReadableTable<&'static str, V>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        out.push(row?.0.value().to_owned());
+    }
+    Ok(out)
 }
 
 fn strings(
@@ -297,7 +373,7 @@ impl Reader {
 
     reads!();
 
-    pub(crate) fn counts(&self) -> Result<Counts> {
+    pub(crate) fn table_sizes(&self) -> Result<Counts> {
         let blobs = self.txn.open_table(BLOBS)?;
         let mut c = Counts::default();
         for row in blobs.iter()? {
@@ -337,11 +413,18 @@ pub struct Counts {
 /// Write access inside one write transaction.
 pub(crate) struct Writer<'t> {
     txn: &'t WriteTransaction,
+    /// Record written digests in `CHANGED` (a collection is running).
+    track: bool,
 }
 
 impl<'t> Writer<'t> {
     pub(crate) fn new(txn: &'t WriteTransaction) -> Writer<'t> {
-        Writer { txn }
+        Writer { txn, track: false }
+    }
+
+    /// A writer that records every digest it writes in `CHANGED`, for a running collection.
+    pub(crate) fn tracking(txn: &'t WriteTransaction, track: bool) -> Writer<'t> {
+        Writer { txn, track }
     }
 
     reads!();
@@ -356,6 +439,12 @@ impl<'t> Writer<'t> {
         self.txn.open_table(TAGS)?;
         self.txn.open_multimap_table(TAGS_BY_DIGEST)?;
         self.txn.open_multimap_table(UNTAGGED)?;
+        self.txn.open_multimap_table(SUBJECTS)?;
+        self.txn.open_table(COUNTS)?;
+        self.txn.open_table(CANDIDATES)?;
+        self.txn.open_table(PENDING)?;
+        self.txn.open_table(CHANGED)?;
+        self.txn.open_table(PINS)?;
         match self.meta(meta::SCHEMA)? {
             None => self.set_meta(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()),
             Some(v) => {
@@ -373,66 +462,144 @@ impl<'t> Writer<'t> {
     }
 
     /// Records a published blob. Keeps the first record if there is one.
-    pub(crate) fn insert_blob(&self, digest: &str, rec: BlobRecord) -> Result<bool> {
-        let mut t = self.txn.open_table(BLOBS)?;
-        if t.get(digest)?.is_some() {
-            return Ok(false);
-        }
-        t.insert(digest, rec.encode().as_slice())?;
-        Ok(true)
-    }
-
-    /// Records a parsed manifest with its edges. The blob row is written by the caller.
-    pub(crate) fn insert_manifest(&self, digest: &str, size: u64, parsed: &Parsed) -> Result<()> {
-        let mut manifests = self.txn.open_table(MANIFESTS)?;
-        if manifests.get(digest)?.is_some() {
-            return Ok(());
-        }
-        let rec = ManifestRecord {
-            media_type: parsed.media_type.clone(),
-            artifact_type: parsed.artifact_type.clone(),
-            annotations: parsed.annotations.clone(),
-            subject: parsed.subject.as_ref().map(|s| s.to_string()),
-            size,
-        };
-        let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;
-        manifests.insert(digest, bytes.as_slice())?;
-        let mut edges = self.txn.open_multimap_table(EDGES)?;
-        let mut parents = self.txn.open_multimap_table(PARENTS)?;
-        for c in &parsed.children {
-            edges.insert(digest, c.digest.as_str())?;
-            parents.insert(c.digest.as_str(), digest)?;
-        }
-        if let Some(s) = &parsed.subject {
-            let mut refs = self.txn.open_multimap_table(REFERRERS)?;
-            refs.insert(s.as_str(), (digest, Source::Subject.code()))?;
+    /// Records `digest` in `CHANGED` when tracking.
+    pub(crate) fn touch(&self, digest: &str) -> Result<()> {
+        if self.track {
+            self.txn.open_table(CHANGED)?.insert(digest, ())?;
         }
         Ok(())
     }
 
-    /// Points `tag` at `digest`, keeping the inverse map and tag-derived referrer edges in step.
-    /// Returns the digest it named before.
+    /// Records a published blob. Keeps the first record if there is one.
+    pub(crate) fn insert_blob(&self, digest: &str, rec: BlobRecord) -> Result<bool> {
+        self.touch(digest)?;
+        {
+            let mut t = self.txn.open_table(BLOBS)?;
+            if t.get(digest)?.is_some() {
+                return Ok(false);
+            }
+            t.insert(digest, rec.encode().as_slice())?;
+        }
+        // Referrers that arrived first now have a present subject.
+        for (r, src) in self.referrers(digest)? {
+            if src == Source::Subject && self.blob(&r)?.is_some() {
+                self.bump(&r, count::SUBJECT_LINKS, 1)?;
+            }
+        }
+        self.recount(digest)?;
+        Ok(true)
+    }
+
+    /// Records a parsed manifest with its edges. The blob row is written first, by the caller.
+    pub(crate) fn insert_manifest(&self, digest: &str, size: u64, parsed: &Parsed) -> Result<()> {
+        {
+            let mut manifests = self.txn.open_table(MANIFESTS)?;
+            if manifests.get(digest)?.is_some() {
+                return Ok(());
+            }
+            let rec = ManifestRecord {
+                media_type: parsed.media_type.clone(),
+                artifact_type: parsed.artifact_type.clone(),
+                annotations: parsed.annotations.clone(),
+                subject: parsed.subject.as_ref().map(|s| s.to_string()),
+                size,
+            };
+            let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;
+            manifests.insert(digest, bytes.as_slice())?;
+        }
+        for c in &parsed.children {
+            let existed = self
+                .txn
+                .open_multimap_table(EDGES)?
+                .insert(digest, c.digest.as_str())?;
+            if !existed {
+                self.txn.open_multimap_table(PARENTS)?.insert(c.digest.as_str(), digest)?;
+                self.bump(c.digest.as_str(), count::PARENTS, 1)?;
+            }
+        }
+        if let Some(s) = &parsed.subject {
+            self.add_link(s.as_str(), digest, Source::Subject)?;
+            if self.blob(s.as_str())?.is_some() {
+                self.bump(digest, count::SUBJECT_LINKS, 1)?;
+            }
+        }
+        self.recount(digest)
+    }
+
+    /// Adds a referrer edge, in both directions.
+    pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
+        self.txn.open_multimap_table(REFERRERS)?.insert(subject, (referrer, src.code()))?;
+        self.txn.open_multimap_table(SUBJECTS)?.insert(referrer, (subject, src.code()))?;
+        self.recount(referrer)
+    }
+
+    /// Removes a referrer edge, in both directions.
+    pub(crate) fn remove_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
+        self.txn.open_multimap_table(REFERRERS)?.remove(subject, (referrer, src.code()))?;
+        self.txn.open_multimap_table(SUBJECTS)?.remove(referrer, (subject, src.code()))?;
+        self.recount(referrer)
+    }
+
+    /// The subjects a referrer is linked to, with the source of each link.
+    pub(crate) fn subjects(&self, referrer: &str) -> Result<Vec<(String, Source)>> {
+        subjects_in(&self.txn.open_multimap_table(SUBJECTS)?, referrer)
+    }
+
+    fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
+        let mut t = self.txn.open_table(COUNTS)?;
+        let mut row = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
+        row[which] = (i64::from(row[which]) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        if row == [0; 4] {
+            t.remove(digest)?;
+        } else {
+            t.insert(digest, row)?;
+        }
+        drop(t);
+        self.recount(digest)
+    }
+
+    /// Keeps `digest`'s `CANDIDATES` membership in step with its counts: a present digest with
+    /// no present strong parent and no present `subject`-field subject is a candidate unless a
+    /// root tag anchors it and it is not a referrer (a referrer's tags anchor it only under the
+    /// soft policy, which the collector decides).
+    pub(crate) fn recount(&self, digest: &str) -> Result<()> {
+        let row = self.counts(digest)?;
+        let present = self.blob(digest)?.is_some();
+        let candidate = present
+            && row[count::PARENTS] == 0
+            && row[count::SUBJECT_LINKS] == 0
+            && (row[count::TAG_ROOTS] == 0 || !self.subjects(digest)?.is_empty());
+        let mut t = self.txn.open_table(CANDIDATES)?;
+        if candidate {
+            t.insert(digest, ())?;
+        } else {
+            t.remove(digest)?;
+        }
+        Ok(())
+    }
+
+    /// Points `tag` at `digest`, keeping the inverse map, the counts and tag-derived referrer
+    /// edges in step. Returns the digest it named before.
     pub(crate) fn set_tag(&self, tag: &str, digest: &str, entry: &[u8]) -> Result<Option<String>> {
         let old = self.remove_tag(tag)?;
+        self.touch(digest)?;
         self.txn.open_table(TAGS)?.insert(tag, (digest, entry))?;
-        self.txn
-            .open_multimap_table(TAGS_BY_DIGEST)?
-            .insert(digest, tag)?;
+        self.txn.open_multimap_table(TAGS_BY_DIGEST)?.insert(digest, tag)?;
+        if ReferrerTag::parse(tag).is_none() {
+            self.bump(digest, count::TAG_ROOTS, 1)?;
+        }
         self.link_edges(tag, digest, true)?;
         Ok(old)
     }
 
     /// Removes `tag`; returns the digest it named.
     pub(crate) fn remove_tag(&self, tag: &str) -> Result<Option<String>> {
-        let old = self
-            .txn
-            .open_table(TAGS)?
-            .remove(tag)?
-            .map(|v| v.value().0.to_owned());
+        let old = self.txn.open_table(TAGS)?.remove(tag)?.map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
-            self.txn
-                .open_multimap_table(TAGS_BY_DIGEST)?
-                .remove(d.as_str(), tag)?;
+            self.txn.open_multimap_table(TAGS_BY_DIGEST)?.remove(d.as_str(), tag)?;
+            if ReferrerTag::parse(tag).is_none() {
+                self.bump(d, count::TAG_ROOTS, -1)?;
+            }
             self.link_edges(tag, d, false)?;
         }
         Ok(old)
@@ -443,34 +610,113 @@ impl<'t> Writer<'t> {
         let Some(link) = ReferrerTag::parse(tag) else {
             return Ok(());
         };
-        let referrers = match link.kind {
-            LinkKind::Fallback => self.children(target)?,
-            _ => vec![target.to_owned()],
+        let mut links = match link.kind {
+            LinkKind::Fallback => self
+                .children(target)?
+                .into_iter()
+                .map(|c| (c, Source::Tag(LinkKind::Fallback)))
+                .collect(),
+            kind => vec![(target.to_owned(), Source::Tag(kind))],
         };
-        let code = Source::Tag(link.kind).code();
-        let mut t = self.txn.open_multimap_table(REFERRERS)?;
-        for r in &referrers {
+        if link.kind == LinkKind::Fallback {
+            links.push((target.to_owned(), Source::FallbackIndex));
+        }
+        for (r, src) in links {
             if add {
-                t.insert(link.subject.as_str(), (r.as_str(), code))?;
+                self.add_link(link.subject.as_str(), &r, src)?;
             } else {
-                t.remove(link.subject.as_str(), (r.as_str(), code))?;
+                self.remove_link(link.subject.as_str(), &r, src)?;
             }
         }
         Ok(())
     }
 
     pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
-        self.txn
-            .open_multimap_table(UNTAGGED)?
-            .insert(digest, entry)?;
-        Ok(())
+        self.touch(digest)?;
+        if self.txn.open_multimap_table(UNTAGGED)?.insert(digest, entry)? {
+            return Ok(());
+        }
+        self.bump(digest, count::UNTAGGED, 1)
     }
 
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
-        self.txn
-            .open_multimap_table(UNTAGGED)?
-            .remove(digest, entry)?;
+        if self.txn.open_multimap_table(UNTAGGED)?.remove(digest, entry)? {
+            self.bump(digest, count::UNTAGGED, -1)?;
+        }
         Ok(())
+    }
+
+    /// Removes a blob from the store's view: its rows, its edges, its tags and entries, and its
+    /// links as a referrer, and records its file in `PENDING` for the unlink that follows the
+    /// commit. Returns its record, or `None` if it was not present.
+    pub(crate) fn remove_blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
+        let Some(rec) = self.blob(digest)? else {
+            return Ok(None);
+        };
+        for tag in self.tags_of(digest)? {
+            self.remove_tag(&tag)?;
+        }
+        let entries: Vec<Vec<u8>> = {
+            let t = self.txn.open_multimap_table(UNTAGGED)?;
+            let mut v = Vec::new();
+            for e in t.get(digest)? {
+                v.push(e?.value().to_vec());
+            }
+            v
+        };
+        for e in entries {
+            self.remove_untagged_entry(digest, &e)?;
+        }
+        for (s, src) in self.subjects(digest)? {
+            self.remove_link(&s, digest, src)?;
+        }
+        for c in self.children(digest)? {
+            self.txn.open_multimap_table(PARENTS)?.remove(c.as_str(), digest)?;
+            self.bump(&c, count::PARENTS, -1)?;
+        }
+        self.txn.open_multimap_table(EDGES)?.remove_all(digest)?;
+        self.txn.open_table(MANIFESTS)?.remove(digest)?;
+        self.txn.open_table(BLOBS)?.remove(digest)?;
+        self.txn.open_table(PINS)?.remove(digest)?;
+        for (r, src) in self.referrers(digest)? {
+            if src == Source::Subject && self.blob(&r)?.is_some() {
+                self.bump(&r, count::SUBJECT_LINKS, -1)?;
+            }
+        }
+        self.txn.open_table(PENDING)?.insert(digest, rec.size)?;
+        self.recount(digest)?;
+        Ok(Some(rec))
+    }
+
+    /// Pins or unpins a digest.
+    pub(crate) fn set_pin(&self, digest: &str, pinned: bool) -> Result<bool> {
+        let mut t = self.txn.open_table(PINS)?;
+        Ok(if pinned {
+            self.touch(digest)?;
+            t.insert(digest, now_secs())?.is_none()
+        } else {
+            t.remove(digest)?.is_some()
+        })
+    }
+
+    /// Forgets pending unlinks that are done.
+    pub(crate) fn clear_pending(&self, digests: &[String]) -> Result<()> {
+        let mut t = self.txn.open_table(PENDING)?;
+        for d in digests {
+            t.remove(d.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Takes (and empties) the `CHANGED` set.
+    pub(crate) fn take_changed(&self) -> Result<Vec<String>> {
+        let mut t = self.txn.open_table(CHANGED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(row?.0.value().to_owned());
+        }
+        t.retain(|_, _| false)?;
+        Ok(out)
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
@@ -482,6 +728,18 @@ impl<'t> Writer<'t> {
         self.txn.open_table(META)?.remove(key)?;
         Ok(())
     }
+}
+
+fn subjects_in(t: &impl ReadableMultimapTable<&'static str, (&'static str, u8)>, referrer: &str) -> Result<Vec<(String, Source)>> {
+    let mut out = Vec::new();
+    for v in t.get(referrer)? {
+        let v = v?;
+        let (s, code) = v.value();
+        if let Some(src) = Source::from_code(code) {
+            out.push((s.to_owned(), src));
+        }
+    }
+    Ok(out)
 }
 
 /// Parses a digest read back from the catalog, which only ever stores validated ones.
