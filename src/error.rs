@@ -101,6 +101,14 @@ pub enum Error {
         /// How long the store waited.
         waited: Duration,
     },
+    /// A delete the store refuses, because something still needs the content.
+    #[error("refusing to delete {digest}: {reason}")]
+    Refused {
+        /// The digest.
+        digest: String,
+        /// What still needs it.
+        reason: String,
+    },
     /// A write was attempted on a store opened read-only.
     #[error("store is open read-only")]
     ReadOnly,

@@ -29,6 +29,7 @@
 mod catalog;
 pub mod demo;
 pub mod digest;
+pub mod gc;
 mod error;
 pub mod import;
 mod layout;
@@ -46,4 +47,4 @@ pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};
 pub use referrers::{ReferrerDescriptor, ReferrersIndex, ReferrersQuery};
 pub use refname::{LinkKind, ReferrerTag, validate_tag};
-pub use store::{Batch, ListEntry, OpenReport, Options, Put, PutOptions, ReconcileReport, Store};
+pub use store::{Batch, Lease, ListEntry, OpenReport, Options, Put, PutOptions, ReconcileReport, Store};

@@ -83,11 +83,103 @@ enum Command {
     Stats,
     /// Recreate the index from the layout alone.
     Rebuild,
+    /// Delete a tag (only the tag), a manifest (with its tags, entries and hard referrers), or
+    /// an unreferenced blob.
+    Delete {
+        /// A tag or digest.
+        reference: String,
+        /// Say what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete a manifest even while a live index lists it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Collect garbage: unreachable blobs, orphan files and stale temporary files.
+    Gc {
+        /// Say what would go, and why; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How garbage is found: mark-sweep, refcount or scan.
+        #[arg(long, default_value = "mark-sweep")]
+        strategy: ocistore::gc::Strategy,
+        #[command(flatten)]
+        liveness: LivenessArgs,
+        /// Walk blobs/ for orphan files even if no walk is due.
+        #[arg(long)]
+        scan_orphans: bool,
+    },
+    /// Print the path from a root that keeps DIGEST, or why it would go.
+    Explain {
+        /// A tag or digest.
+        reference: String,
+        #[command(flatten)]
+        liveness: LivenessArgs,
+    },
+    /// Pin a manifest or blob: a root until unpinned.
+    Pin {
+        /// A tag or digest.
+        reference: String,
+    },
+    /// Remove a pin.
+    Unpin {
+        /// A tag or digest.
+        reference: String,
+    },
     /// Build a sample store and print its graph.
     Demo {
         /// Where to build it (a new temporary directory by default).
         dir: Option<PathBuf>,
     },
+}
+
+/// What decides liveness, shared by `gc` and `explain`.
+#[derive(clap::Args)]
+struct LivenessArgs {
+    /// How long a referrer whose subject is absent is kept, from when the store recorded it
+    /// (for example 0, 90s, 30m, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    grace: Duration,
+    /// Drop untagged index.json entries that are not referrers.
+    #[arg(long)]
+    delete_untagged: bool,
+    /// Keep referrers of this artifact type while they have a root of their own.
+    #[arg(long = "soft", value_name = "ARTIFACT_TYPE")]
+    soft: Vec<String>,
+    /// Make referrers of this artifact type die with their subject.
+    #[arg(long = "hard", value_name = "ARTIFACT_TYPE")]
+    hard: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 0, 90s, 30m, 24h, 7d)"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("invalid duration unit in {s:?} (s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+impl LivenessArgs {
+    fn options(&self, store: &Store) -> ocistore::Result<ocistore::gc::GcOptions> {
+        let mut policy = ocistore::gc::Policy::load(&store.root().join(".ocistore"))?;
+        for t in &self.soft {
+            policy.artifact_types.insert(t.clone(), ocistore::gc::Mode::Soft);
+        }
+        for t in &self.hard {
+            policy.artifact_types.insert(t.clone(), ocistore::gc::Mode::Hard);
+        }
+        Ok(ocistore::gc::GcOptions {
+            grace: self.grace,
+            delete_untagged: self.delete_untagged,
+            policy: Some(policy),
+            ..Default::default()
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -293,6 +385,98 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 "index rebuilt from the layout: {} blobs",
                 store.open_report().indexed_blobs
             ))
+        }
+        Command::Delete {
+            reference,
+            dry_run,
+            force,
+        } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let r = store.delete(
+                reference,
+                &ocistore::gc::DeleteOptions {
+                    dry_run: *dry_run,
+                    force: *force,
+                },
+            )?;
+            if cli.json {
+                return print_json(&r);
+            }
+            let verb = if *dry_run { "would remove" } else { "removed" };
+            for t in &r.tags {
+                say(format!("{verb} tag {t}"))?;
+            }
+            for x in &r.removed {
+                say(format!("{verb} {} ({} bytes): {}", x.digest, x.size, x.reason))?;
+            }
+            Ok(())
+        }
+        Command::Gc {
+            dry_run,
+            strategy,
+            liveness,
+            scan_orphans,
+        } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let mut opts = liveness.options(&store)?;
+            opts.dry_run = *dry_run;
+            opts.strategy = *strategy;
+            opts.scan_orphans = *scan_orphans;
+            let r = store.gc(&opts)?;
+            if cli.json {
+                return print_json(&r);
+            }
+            if *dry_run {
+                for x in &r.removed {
+                    say(format!("would remove {} ({} bytes): {}", x.digest, x.size, x.reason))?;
+                }
+            }
+            say(format!(
+                "{} {} blobs ({} bytes), kept {} blobs ({} bytes){}; orphan files {}, temp files {}; {:.1} ms",
+                if *dry_run { "would remove" } else { "removed" },
+                r.removed_blobs,
+                r.removed_bytes,
+                r.kept_blobs,
+                r.kept_bytes,
+                if r.kept_by_recheck > 0 { format!(", {} saved by recheck", r.kept_by_recheck) } else { String::new() },
+                r.orphan_files,
+                r.temp_files,
+                r.total_ms
+            ))
+        }
+        Command::Explain { reference, liveness } => {
+            let store = open_for_reading(cli)?;
+            let d = store.resolve(reference)?;
+            let e = store.explain(&d, &liveness.options(&store)?)?;
+            if cli.json {
+                return print_json(&e);
+            }
+            if !e.present {
+                return say(format!("{} is not in the store", e.digest));
+            }
+            if e.live {
+                say(format!("{} is kept:", e.digest))?;
+                for step in &e.path {
+                    say(format!("  {step}"))?;
+                }
+                Ok(())
+            } else {
+                say(format!("{} would be removed: {}", e.digest, e.reason.unwrap_or_default()))
+            }
+        }
+        Command::Pin { reference } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let d = store.resolve(reference)?;
+            store.pin(&d)?;
+            say(format!("pinned {d}"))
+        }
+        Command::Unpin { reference } => {
+            let store = Store::open(&cli.store, &options(cli))?;
+            let d = store.resolve(reference)?;
+            if !store.unpin(&d)? {
+                return Err(Error::NotFound(format!("pin of {d}")));
+            }
+            say(format!("unpinned {d}"))
         }
         Command::Demo { dir } => {
             let dir = match dir {

@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
 use std::path::Path;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher as _};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -67,6 +70,8 @@ pub struct OpenReport {
     pub recovered: bool,
     /// Temporary files removed from `.ocistore/ingest/`.
     pub removed_temp_files: u64,
+    /// Unlinks a collection had committed but not finished, done by this open.
+    pub finished_unlinks: u64,
     /// Changes to index.json made outside the store, taken in.
     pub reconciled: Option<ReconcileReport>,
     /// Files skipped while reading the layout, and why.
@@ -176,7 +181,22 @@ pub struct Store {
     options: Options,
     writer: Option<WriterState>,
     report: OpenReport,
+    /// Collections running (writes are recorded in `CHANGED` while it is not zero).
+    collecting: AtomicUsize,
+    /// In-memory leases: content a multi-call push protects.
+    leases: Mutex<HashMap<u64, HashSet<String>>>,
+    next_lease: AtomicU64,
+    /// Per-digest locks, striped: held by ingest from rename to commit, and by the sweeper
+    /// around each unlink.
+    stripes: Vec<Mutex<()>>,
+    /// Prefix of this session's temporary files in `.ocistore/ingest/`.
+    session: String,
+    io_pool: OnceLock<rayon::ThreadPool>,
 }
+
+const STRIPES: usize = 1024;
+/// Threads for parallel fsyncs and unlinks: I/O waits, so more than the cores help.
+const IO_THREADS: usize = 8;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -218,18 +238,23 @@ impl Store {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .open(&db_path)?;
-        let mut store = Store {
+        let mut store = Store::assemble(
             layout,
-            db: Db::Write(db),
-            options: options.clone(),
-            writer: Some(WriterState {
+            Db::Write(db),
+            options,
+            Some(WriterState {
                 _lock: lock,
                 marked: Mutex::new(false),
             }),
             report,
-        };
+        );
         store.check_schema()?;
         store.recover()?;
+        let pending = store.db.read()?.pending()?;
+        if !pending.is_empty() {
+            store.unlink_pending(&pending)?;
+            store.report.finished_unlinks = pending.len() as u64;
+        }
         Ok(store)
     }
 
@@ -248,13 +273,7 @@ impl Store {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .open_read_only(&db_path)?;
-        let store = Store {
-            layout,
-            db: Db::Read(db),
-            options: options.clone(),
-            writer: None,
-            report: OpenReport::default(),
-        };
+        let store = Store::assemble(layout, Db::Read(db), options, None, OpenReport::default());
         store.check_schema()?;
         Ok(store)
     }
@@ -279,6 +298,102 @@ impl Store {
         store.report.indexed_blobs += report.indexed_blobs;
         store.report.warnings.extend(report.warnings);
         Ok(store)
+    }
+
+    fn assemble(layout: Layout, db: Db, options: &Options, writer: Option<WriterState>, report: OpenReport) -> Store {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Store {
+            layout,
+            db,
+            options: options.clone(),
+            writer,
+            report,
+            collecting: AtomicUsize::new(0),
+            leases: Mutex::new(HashMap::new()),
+            next_lease: AtomicU64::new(1),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            session: format!("ingest-{}-{nanos}-", std::process::id()),
+            io_pool: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn layout_ref(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn reader(&self) -> Result<Reader> {
+        self.db.read()
+    }
+
+    pub(crate) fn write_txn(&self) -> Result<WriteTransaction> {
+        self.db.write()
+    }
+
+    pub(crate) fn gc_flag(&self) -> &AtomicUsize {
+        &self.collecting
+    }
+
+    pub(crate) fn collecting(&self) -> bool {
+        self.collecting.load(Ordering::SeqCst) > 0
+    }
+
+    pub(crate) fn session_prefix(&self) -> &str {
+        &self.session
+    }
+
+    pub(crate) fn io_pool(&self) -> &rayon::ThreadPool {
+        self.io_pool.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(IO_THREADS)
+                .thread_name(|i| format!("ocistore-io-{i}"))
+                .build()
+                .expect("an I/O thread pool")
+        })
+    }
+
+    fn stripe_index(digest: &Digest) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        digest.as_str().hash(&mut h);
+        (h.finish() as usize) % STRIPES
+    }
+
+    /// The stripe lock of `digest`.
+    pub(crate) fn stripe(&self, digest: &Digest) -> MutexGuard<'_, ()> {
+        self.stripes[Store::stripe_index(digest)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every digest some lease protects.
+    pub(crate) fn leased(&self) -> HashSet<String> {
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.values().flatten().cloned().collect()
+    }
+
+    /// Starts a lease: content put through it, or protected with it, is a root for every
+    /// collection until the lease is dropped. Use one for a push made of several calls (blobs,
+    /// then the manifest, then referrers), so that nothing it wrote is collected in between.
+    pub fn lease(&self) -> Lease<'_> {
+        let id = self.next_lease.fetch_add(1, Ordering::SeqCst);
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, HashSet::new());
+        Lease { store: self, id }
+    }
+
+    fn protect(&self, lease: u64, digest: &Digest) {
+        if let Some(set) = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&lease)
+        {
+            set.insert(digest.to_string());
+        }
     }
 
     fn check_schema(&self) -> Result<()> {
@@ -340,12 +455,14 @@ impl Store {
             self.report.indexed_blobs += insert_scanned(&w, &blobs)?;
             self.report.warnings.extend(warnings);
             w.remove_meta(meta::UNCLEAN)?;
+            w.set_meta(meta::ORPHAN_WALK, b"1")?;
         }
         if index_changed {
             let (theirs, fp) = IndexJson::read(&index_path)?;
             let base = current_entries(&w)?;
             let r = merge_index(&w, &self.layout, &self.options, &base, &theirs)?;
             w.set_meta(meta::INDEX_JSON, &fp.encode())?;
+            w.set_meta(meta::ORPHAN_WALK, b"1")?;
             self.report.reconciled = Some(r);
         }
         txn.commit()?;
@@ -382,9 +499,13 @@ impl Store {
             }
         }
         let txn = self.db.write()?;
+        // Read after the write lock is held: a collection that started earlier committed its
+        // start first, so this batch's writes are recorded for it.
+        let track = self.collecting();
         Ok(Batch {
             store: self,
             txn,
+            track,
             staged: Vec::new(),
             index_dirty: false,
         })
@@ -396,13 +517,23 @@ impl Store {
     /// The content is written and fsynced before the index's write lock is taken, so puts from
     /// several threads overlap their I/O.
     pub fn put(&self, reader: &mut dyn Read, opts: &PutOptions) -> Result<Put> {
+        self.put_leased(reader, opts, None)
+    }
+
+    fn put_leased(&self, reader: &mut dyn Read, opts: &PutOptions, lease: Option<u64>) -> Result<Put> {
         if self.writer.is_none() {
             return Err(Error::ReadOnly);
+        }
+        if let (Some(l), Some(d)) = (lease, &opts.digest) {
+            self.protect(l, d);
         }
         if let Some(put) = self.existing(opts)? {
             return Ok(put);
         }
         let mut staged = self.stage(reader, opts)?;
+        if let Some(l) = lease {
+            self.protect(l, &staged.digest);
+        }
         staged.sync()?;
         let mut b = self.batch()?;
         let put = b.add(staged, opts.media_type.as_deref())?;
@@ -414,6 +545,18 @@ impl Store {
         let Some(d) = &opts.digest else {
             return Ok(None);
         };
+        if self.collecting() {
+            // A running collection may have this digest among its garbage: record the put in a
+            // write transaction, which either precedes the sweep's (and keeps the digest) or
+            // follows it (and finds the digest gone, so it is ingested again).
+            let txn = self.db.write()?;
+            let w = Writer::tracking(&txn, true);
+            if w.blob(d.as_str())?.is_none() {
+                return Ok(None);
+            }
+            w.touch(d.as_str())?;
+            txn.commit()?;
+        }
         let r = self.db.read()?;
         let Some(rec) = r.blob(d.as_str())? else {
             return Ok(None);
@@ -467,6 +610,7 @@ impl Store {
         };
         ingest::stage(
             &self.layout,
+            &self.session,
             reader,
             &expected,
             self.options.max_manifest_size,
@@ -885,16 +1029,22 @@ fn index_from_layout(
 pub struct Batch<'s> {
     store: &'s Store,
     txn: WriteTransaction,
+    /// Whether a collection is running: writes are recorded for its recheck.
+    track: bool,
     staged: Vec<Staged>,
     index_dirty: bool,
 }
 
 impl Batch<'_> {
+    fn writer(&self) -> Writer<'_> {
+        Writer::tracking(&self.txn, self.track)
+    }
+
     /// Stores content from `reader` (see [`Store::put`]). The file is fsynced at commit, together
     /// with the batch's other files.
     pub fn put(&mut self, reader: &mut dyn Read, opts: &PutOptions) -> Result<Put> {
         if let Some(d) = &opts.digest {
-            let w = Writer::new(&self.txn);
+            let w = self.writer();
             if let Some(rec) = w.blob(d.as_str())? {
                 return Ok(Put {
                     digest: d.clone(),
@@ -909,7 +1059,7 @@ impl Batch<'_> {
     }
 
     fn add(&mut self, staged: Staged, media_type: Option<&str>) -> Result<Put> {
-        let w = Writer::new(&self.txn);
+        let w = self.writer();
         let digest = staged.digest.clone();
         if let Some(rec) = w.blob(digest.as_str())? {
             return Ok(Put {
@@ -954,7 +1104,7 @@ impl Batch<'_> {
     /// Points `tag` at the manifest `reference` names.
     pub fn tag(&mut self, reference: &str, tag: &str) -> Result<Digest> {
         validate_tag(tag)?;
-        let w = Writer::new(&self.txn);
+        let w = self.writer();
         let digest = resolve_with(|t| Ok(w.tag(t)?.map(|(d, _)| d)), reference)?;
         let Some(m) = w.manifest(digest.as_str())? else {
             return Err(match w.blob(digest.as_str())? {
@@ -976,7 +1126,7 @@ impl Batch<'_> {
 
     /// Adds an index.json entry, tagged or not, keeping the fields it carries (used by import).
     pub fn add_entry(&mut self, entry: &Entry) -> Result<()> {
-        let w = Writer::new(&self.txn);
+        let w = self.writer();
         if w.manifest(entry.digest.as_str())?.is_none() {
             return Err(Error::NotFound(format!("manifest {}", entry.digest)));
         }
@@ -993,7 +1143,7 @@ impl Batch<'_> {
 
     /// Removes `tag`; returns the digest it named.
     pub fn untag(&mut self, tag: &str) -> Result<Digest> {
-        let w = Writer::new(&self.txn);
+        let w = self.writer();
         let d = w
             .remove_tag(tag)?
             .ok_or_else(|| Error::NotFound(format!("tag {tag:?}")))?;
@@ -1004,8 +1154,19 @@ impl Batch<'_> {
     /// Publishes the staged files (fsynced in parallel, renamed, directories fsynced), rewrites
     /// index.json if an entry changed, and commits the index.
     pub fn commit(mut self) -> Result<()> {
-        let layout = &self.store.layout;
-        self.staged.par_iter_mut().try_for_each(Staged::sync)?;
+        let store = self.store;
+        let layout = &store.layout;
+        let staged = &mut self.staged;
+        store.io_pool().install(|| staged.par_iter_mut().try_for_each(Staged::sync))?;
+        // From rename to commit, hold the stripe locks of the published digests, so that a
+        // sweeper with an older unlink pending for one of them sees it indexed and leaves it.
+        let mut stripes: Vec<usize> = self.staged.iter().map(|s| Store::stripe_index(&s.digest)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _held: Vec<MutexGuard<'_, ()>> = stripes
+            .iter()
+            .map(|&i| store.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
         let mut dirs = BTreeSet::new();
         for s in self.staged.drain(..) {
             dirs.insert(s.publish(layout)?);
@@ -1024,7 +1185,7 @@ impl Batch<'_> {
 impl Store {
     /// Rewrites index.json from the transaction's state, first taking in any change another
     /// tool made to the file since the store last wrote it.
-    fn write_index_json(&self, txn: &WriteTransaction) -> Result<()> {
+    pub(crate) fn write_index_json(&self, txn: &WriteTransaction) -> Result<()> {
         let w = Writer::new(txn);
         let path = self.layout.index_json();
         let fp = w
@@ -1050,5 +1211,33 @@ impl Store {
         self.layout.replace_file(&path, &bytes)?;
         w.set_meta(meta::INDEX_JSON, &Fingerprint::of(&path, &bytes)?.encode())?;
         Ok(())
+    }
+}
+
+/// A lease: see [`Store::lease`]. Dropping it releases its protection.
+pub struct Lease<'s> {
+    store: &'s Store,
+    id: u64,
+}
+
+impl Lease<'_> {
+    /// Puts content (see [`Store::put`]) and protects it for the life of the lease.
+    pub fn put(&self, reader: &mut dyn Read, opts: &PutOptions) -> Result<Put> {
+        self.store.put_leased(reader, opts, Some(self.id))
+    }
+
+    /// Protects content already in the store (or about to be put by other means).
+    pub fn protect(&self, digest: &Digest) {
+        self.store.protect(self.id, digest);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.store
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }

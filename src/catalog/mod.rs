@@ -84,6 +84,9 @@ pub(crate) mod meta {
     pub const INDEX_EXTRA: &str = "index_json_extra";
     /// Present while a writer has the store open: its absence on open means a clean shutdown.
     pub const UNCLEAN: &str = "unclean";
+    /// Present when the next collection must walk `blobs/` for orphan files: set by crash
+    /// recovery and by reconciling changes another tool made.
+    pub const ORPHAN_WALK: &str = "orphan_walk_due";
 }
 
 /// Where a referrer edge comes from.
@@ -304,6 +307,12 @@ macro_rules! reads {
             Ok(out)
         }
 
+        /// The subjects a referrer is linked to, with the source of each link.
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn subjects(&self, referrer: &str) -> Result<Vec<(String, Source)>> {
+            subjects_in(&self.txn.open_multimap_table(SUBJECTS)?, referrer)
+        }
+
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn counts(&self, digest: &str) -> Result<[u32; 4]> {
             let t = self.txn.open_table(COUNTS)?;
@@ -369,6 +378,43 @@ fn strings(
 impl Reader {
     pub(crate) fn new(txn: ReadTransaction) -> Reader {
         Reader { txn }
+    }
+
+    pub(crate) fn for_each_blob(&self, mut f: impl FnMut(&str, BlobRecord)) -> Result<()> {
+        for row in self.txn.open_table(BLOBS)?.iter()? {
+            let (k, v) = row?;
+            f(k.value(), BlobRecord::decode(v.value())?);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn for_each_manifest(&self, mut f: impl FnMut(&str, ManifestRecord)) -> Result<()> {
+        for row in self.txn.open_table(MANIFESTS)?.iter()? {
+            let (k, v) = row?;
+            f(k.value(), decode_manifest(v.value())?);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn for_each_edge(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
+        for row in self.txn.open_multimap_table(EDGES)?.iter()? {
+            let (k, vals) = row?;
+            for v in vals {
+                f(k.value(), v?.value());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every referrer edge (all sources), as (subject, referrer).
+    pub(crate) fn for_each_referrer(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
+        for row in self.txn.open_multimap_table(REFERRERS)?.iter()? {
+            let (k, vals) = row?;
+            for v in vals {
+                f(k.value(), v?.value().0);
+            }
+        }
+        Ok(())
     }
 
     reads!();
@@ -528,6 +574,7 @@ impl<'t> Writer<'t> {
 
     /// Adds a referrer edge, in both directions.
     pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
+        self.touch(referrer)?;
         self.txn.open_multimap_table(REFERRERS)?.insert(subject, (referrer, src.code()))?;
         self.txn.open_multimap_table(SUBJECTS)?.insert(referrer, (subject, src.code()))?;
         self.recount(referrer)
@@ -538,11 +585,6 @@ impl<'t> Writer<'t> {
         self.txn.open_multimap_table(REFERRERS)?.remove(subject, (referrer, src.code()))?;
         self.txn.open_multimap_table(SUBJECTS)?.remove(referrer, (subject, src.code()))?;
         self.recount(referrer)
-    }
-
-    /// The subjects a referrer is linked to, with the source of each link.
-    pub(crate) fn subjects(&self, referrer: &str) -> Result<Vec<(String, Source)>> {
-        subjects_in(&self.txn.open_multimap_table(SUBJECTS)?, referrer)
     }
 
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {

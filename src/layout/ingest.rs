@@ -57,6 +57,7 @@ pub struct Staged {
 /// are returned for manifest parsing.
 pub fn stage(
     layout: &Layout,
+    prefix: &str,
     reader: &mut dyn Read,
     expected: &Expected,
     keep: u64,
@@ -68,7 +69,7 @@ pub fn stage(
     let mut hasher = Hasher::new(alg);
     let dir = layout.ingest_dir();
     let mut tmp = tempfile::Builder::new()
-        .prefix("ingest-")
+        .prefix(prefix)
         .tempfile_in(&dir)
         .map_err(|e| Error::io("create temporary file in", &dir, e))?;
     let mut kept = Some(Vec::new());

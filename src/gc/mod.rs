@@ -1,0 +1,693 @@
+//! Garbage collection, deletion, `explain`, pins and leases.
+//!
+//! Liveness is defined once, in [`graph`]; three strategies find the garbage it implies:
+//! mark-sweep over the index, reference counts kept on every write ([`refcount`]), and a
+//! baseline that parses the layout's files as other tools do. They must agree: the property
+//! tests in `tests/gc_model.rs` check it.
+//!
+//! A collection runs while writers go on:
+//!
+//! 1. **Start.** In a write transaction (so it waits for writes in flight), the `CHANGED` set is
+//!    emptied and the store starts recording every digest that writes touch.
+//! 2. **Mark** on a snapshot taken after that commit, outside any lock.
+//! 3. **Sweep**, in chunks. Each chunk is one write transaction (the only pause writers see):
+//!    candidates reachable from anything written since the start (the `CHANGED` set, leases)
+//!    are kept; the rest lose their rows, their tags and entries, and are listed in `PENDING`;
+//!    index.json is rewritten if an entry went; commit.
+//! 4. **Unlink** the chunk's files in parallel, outside the write lock. Each unlink holds the
+//!    digest's stripe lock, which ingest also holds from rename to commit, and first checks that
+//!    the digest has not been indexed again: a blob pushed again while its unlink is pending wins.
+//!    Then the `PENDING` rows go.
+//!
+//! A crash after 3 leaves `PENDING` rows; the next writable open finishes those unlinks without
+//! walking the directory. The directory walk for orphan files runs only after an unclean
+//! shutdown, after another tool changed the layout, or on request.
+
+mod graph;
+pub mod policy;
+mod refcount;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::catalog::{self, BlobRecord, Reader, Source, Writer, meta};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::index_json::IndexJson;
+use crate::refname::{LinkKind, ReferrerTag};
+use crate::scan;
+use crate::store::Store;
+
+use graph::{Node, Params, Via, View};
+pub use policy::{Mode, Policy};
+
+/// How garbage is found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Mark from the roots over the index, then sweep.
+    #[default]
+    MarkSweep,
+    /// Start from the reference counts kept on every write.
+    Refcount,
+    /// Parse every manifest from the layout's files (the baseline other tools use).
+    Scan,
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Strategy, String> {
+        match s {
+            "mark-sweep" => Ok(Strategy::MarkSweep),
+            "refcount" => Ok(Strategy::Refcount),
+            "scan" => Ok(Strategy::Scan),
+            _ => Err(format!("unknown strategy {s:?} (mark-sweep, refcount, scan)")),
+        }
+    }
+}
+
+/// Options of a collection.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// How garbage is found.
+    pub strategy: Strategy,
+    /// How long a dangling referrer is kept, from when the store first recorded it; also the
+    /// minimum age of an orphan file before it is removed.
+    pub grace: Duration,
+    /// Drop untagged index.json entries that are not referrers (kept by default).
+    pub delete_untagged: bool,
+    /// Report what would go; change nothing.
+    pub dry_run: bool,
+    /// Walk `blobs/` for files the index does not know, even if no walk is due.
+    pub scan_orphans: bool,
+    /// The policy; `None` reads `.ocistore/gc-policy.json`.
+    pub policy: Option<Policy>,
+    /// Digests per sweep transaction.
+    pub chunk: usize,
+}
+
+impl Default for GcOptions {
+    fn default() -> GcOptions {
+        GcOptions {
+            strategy: Strategy::MarkSweep,
+            grace: Duration::from_secs(24 * 3600),
+            delete_untagged: false,
+            dry_run: false,
+            scan_orphans: false,
+            policy: None,
+            chunk: 4096,
+        }
+    }
+}
+
+/// One digest a collection or delete removes (or would remove), and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Removal {
+    /// The digest.
+    pub digest: String,
+    /// Its size.
+    pub size: u64,
+    /// Why it goes.
+    pub reason: String,
+}
+
+/// What a collection did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    /// The strategy used.
+    pub strategy: Strategy,
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Blobs removed (or that would be).
+    pub removed_blobs: u64,
+    /// Their bytes.
+    pub removed_bytes: u64,
+    /// Blobs kept.
+    pub kept_blobs: u64,
+    /// Their bytes.
+    pub kept_bytes: u64,
+    /// Candidates kept because a write since the start of the collection reached them.
+    pub kept_by_recheck: u64,
+    /// Each removal, with its reason.
+    pub removed: Vec<Removal>,
+    /// Files in `blobs/` unknown to the index that were removed.
+    pub orphan_files: u64,
+    /// Temporary files of dead writers removed from `.ocistore/ingest/`.
+    pub temp_files: u64,
+    /// Whether the orphan walk ran.
+    pub orphan_walk: bool,
+    /// Whether index.json was rewritten.
+    pub index_json_rewritten: bool,
+    /// Milliseconds spent finding garbage.
+    pub mark_ms: f64,
+    /// The longest sweep transaction, in milliseconds: the pause writers saw.
+    pub max_pause_ms: f64,
+    /// Milliseconds spent unlinking.
+    pub unlink_ms: f64,
+    /// Milliseconds in all.
+    pub total_ms: f64,
+}
+
+/// Options of a delete.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    /// Report what would go; change nothing.
+    pub dry_run: bool,
+    /// Delete a manifest even while a live index lists it.
+    pub force: bool,
+}
+
+/// What a delete did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DeleteReport {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Tags removed.
+    pub tags: Vec<String>,
+    /// Blobs removed, with why.
+    pub removed: Vec<Removal>,
+}
+
+/// Why a digest is kept or would go.
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    /// The digest.
+    pub digest: String,
+    /// Whether it is present in the store.
+    pub present: bool,
+    /// Whether the next collection keeps it.
+    pub live: bool,
+    /// From the root to the digest: each step says how it was reached.
+    pub path: Vec<String>,
+    /// Why it would go, when it would.
+    pub reason: Option<String>,
+}
+
+impl Store {
+    fn params<'a>(&self, opts: &GcOptions, policy: &'a Policy, leased: &'a HashSet<String>) -> Params<'a> {
+        Params {
+            now: catalog::now_secs(),
+            grace_secs: opts.grace.as_secs(),
+            delete_untagged: opts.delete_untagged,
+            policy,
+            leased,
+        }
+    }
+
+    fn policy_for(&self, opts: &GcOptions) -> Result<Policy> {
+        match &opts.policy {
+            Some(p) => Ok(p.clone()),
+            None => Policy::load(&self.layout_ref().private_dir()),
+        }
+    }
+
+    /// Collects garbage. See the module documentation for the protocol.
+    ///
+    /// ```
+    /// # use ocistore::{Store, Options, PutOptions};
+    /// # use ocistore::gc::GcOptions;
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = Store::init(dir.path(), &Options::default())?;
+    /// let blob = store.put(&mut &b"unreferenced"[..], &PutOptions::default())?;
+    /// let report = store.gc(&GcOptions::default())?;
+    /// assert_eq!(report.removed_blobs, 1);
+    /// assert!(store.blob_info(&blob.digest)?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
+        let started = Instant::now();
+        let policy = self.policy_for(opts)?;
+        let mut report = GcReport {
+            strategy: opts.strategy,
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        let _active = if opts.dry_run { None } else { Some(self.begin_collection()?) };
+        let reader = self.reader()?;
+        let leased = self.leased();
+        let params = self.params(opts, &policy, &leased);
+        let mark_start = Instant::now();
+        let garbage: Vec<Removal> = match opts.strategy {
+            Strategy::MarkSweep => {
+                let view = load_view(&reader)?;
+                view_garbage(&view, &params)
+            }
+            Strategy::Scan => {
+                let view = self.scan_view(&reader)?;
+                view_garbage(&view, &params)
+            }
+            Strategy::Refcount => {
+                let found = refcount::garbage(&reader, &params)?;
+                let mut out = Vec::with_capacity(found.len());
+                for d in found {
+                    let size = reader.blob(&d)?.map_or(0, |b| b.size);
+                    out.push(Removal {
+                        reason: reason_from_index(&reader, &d, &params)?,
+                        digest: d,
+                        size,
+                    });
+                }
+                out.sort_by(|a, b| a.digest.cmp(&b.digest));
+                out
+            }
+        };
+        report.mark_ms = ms(mark_start.elapsed());
+        let sizes = reader.table_sizes()?;
+        drop(reader);
+        if opts.dry_run {
+            report.removed_blobs = garbage.len() as u64;
+            report.removed_bytes = garbage.iter().map(|g| g.size).sum();
+            report.kept_blobs = sizes.blobs - report.removed_blobs;
+            report.kept_bytes = sizes.bytes - report.removed_bytes;
+            report.removed = garbage;
+            report.total_ms = ms(started.elapsed());
+            return Ok(report);
+        }
+        self.sweep(garbage, opts, &mut report)?;
+        self.sweep_orphans(opts, &mut report)?;
+        let after = self.stats()?;
+        report.kept_blobs = after.blobs;
+        report.kept_bytes = after.bytes;
+        report.total_ms = ms(started.elapsed());
+        Ok(report)
+    }
+
+    /// Removes `garbage` in chunks: recheck, remove rows, commit, unlink.
+    fn sweep(&self, garbage: Vec<Removal>, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+        let doomed: HashSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
+        let mut kept: HashSet<String> = HashSet::new();
+        for chunk in garbage.chunks(opts.chunk.max(1)) {
+            let t0 = Instant::now();
+            let txn = self.write_txn()?;
+            let w = Writer::new(&txn);
+            // Anything written since the start reaches, inside the garbage, what must stay.
+            let mut start: Vec<String> = w.take_changed()?;
+            start.extend(self.leased());
+            let mut queue = start;
+            while let Some(x) = queue.pop() {
+                let mut next = w.children(&x)?;
+                next.extend(w.referrers(&x)?.into_iter().map(|(r, _)| r));
+                if doomed.contains(&x) {
+                    kept.insert(x.clone());
+                }
+                for y in next {
+                    if doomed.contains(&y) && !kept.contains(&y) {
+                        queue.push(y);
+                    }
+                }
+            }
+            let mut removed = Vec::new();
+            let mut entries_changed = false;
+            for g in chunk {
+                if kept.contains(&g.digest) {
+                    report.kept_by_recheck += 1;
+                    continue;
+                }
+                entries_changed |= !w.tags_of(&g.digest)?.is_empty() || has_entries(&w, &g.digest)?;
+                if let Some(rec) = w.remove_blob(&g.digest)? {
+                    report.removed_blobs += 1;
+                    report.removed_bytes += rec.size;
+                    report.removed.push(g.clone());
+                    removed.push(g.digest.clone());
+                }
+            }
+            if entries_changed {
+                self.write_index_json(&txn)?;
+                report.index_json_rewritten = true;
+            }
+            txn.commit()?;
+            report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
+            let t1 = Instant::now();
+            self.unlink_pending(&removed)?;
+            report.unlink_ms += ms(t1.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Unlinks the files of removed digests, in parallel, each under its digest's stripe lock
+    /// and only if the digest has not been indexed again; then forgets their `PENDING` rows.
+    pub(crate) fn unlink_pending(&self, digests: &[String]) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let layout = self.layout_ref();
+        self.io_pool().install(|| {
+            digests.par_iter().try_for_each(|d| -> Result<()> {
+                let digest = catalog::stored_digest(d)?;
+                let _stripe = self.stripe(&digest);
+                if self.reader()?.blob(d)?.is_some() {
+                    return Ok(()); // pushed again since it was removed: it wins
+                }
+                let path = layout.blob_path(&digest);
+                match fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::io("remove", &path, e)),
+                }
+            })
+        })?;
+        let txn = self.write_txn()?;
+        Writer::new(&txn).clear_pending(digests)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Walks `blobs/` and `.ocistore/ingest/` when due (or asked): files the index does not
+    /// know, older than the grace, and temporary files of dead writers.
+    fn sweep_orphans(&self, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+        let due = self.reader()?.meta(meta::ORPHAN_WALK)?.is_some();
+        if !due && !opts.scan_orphans {
+            return Ok(());
+        }
+        report.orphan_walk = true;
+        let layout = self.layout_ref();
+        let mut warnings = Vec::new();
+        let files = scan::list_blob_files(layout, &mut warnings)?;
+        let now = SystemTime::now();
+        for (d, _) in files {
+            let _stripe = self.stripe(&d);
+            if self.reader()?.blob(d.as_str())?.is_some() {
+                continue;
+            }
+            let path = layout.blob_path(&d);
+            let old = fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= opts.grace)
+                .unwrap_or(false);
+            if old && fs::remove_file(&path).is_ok() {
+                report.orphan_files += 1;
+            }
+        }
+        let ingest = layout.ingest_dir();
+        if let Ok(rd) = fs::read_dir(&ingest) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !name.starts_with(self.session_prefix()) && fs::remove_file(e.path()).is_ok() {
+                    report.temp_files += 1;
+                }
+            }
+        }
+        let txn = self.write_txn()?;
+        Writer::new(&txn).remove_meta(meta::ORPHAN_WALK)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn scan_view(&self, reader: &Reader) -> Result<View> {
+        let layout = self.layout_ref();
+        let mut warnings = Vec::new();
+        let mut files = scan::list_blob_files(layout, &mut warnings)?;
+        // Orphan files are the orphan walk's business, in every strategy.
+        files.retain(|(d, _)| reader.blob(d.as_str()).ok().flatten().is_some());
+        let (blobs, _) = scan::read_blobs(layout, files, self.options().max_manifest_size, false);
+        let mut view = View::default();
+        for b in &blobs {
+            let rec = reader.blob(b.digest.as_str())?.unwrap_or(BlobRecord::new(b.size, false, false));
+            view.present.insert(
+                b.digest.to_string(),
+                Node {
+                    size: b.size,
+                    recorded_at: rec.recorded_at,
+                    artifact_type: b.parsed.as_ref().and_then(|p| p.artifact_type.clone()),
+                },
+            );
+            if let Some(p) = &b.parsed {
+                view.children.insert(b.digest.to_string(), p.children.iter().map(|c| c.digest.to_string()).collect());
+                if let Some(s) = &p.subject {
+                    link(&mut view, s.as_str(), b.digest.as_str());
+                }
+            }
+        }
+        let (index, _) = IndexJson::read(&layout.index_json())?;
+        let (tags, untagged, _) = index.split();
+        for (tag, e) in tags {
+            match ReferrerTag::parse(&tag) {
+                None => view.tags.push((tag, e.digest.to_string())),
+                Some(l) if l.kind == LinkKind::Fallback => {
+                    link(&mut view, l.subject.as_str(), e.digest.as_str());
+                    for c in view.children.get(e.digest.as_str()).cloned().unwrap_or_default() {
+                        link(&mut view, l.subject.as_str(), &c);
+                    }
+                }
+                Some(l) => link(&mut view, l.subject.as_str(), e.digest.as_str()),
+            }
+        }
+        view.untagged = untagged.iter().map(|e| e.digest.to_string()).collect();
+        view.pins = reader.pins()?;
+        Ok(view)
+    }
+
+    /// Deletes a tag (only the tag), or a manifest with its tags, entries and hard referrers
+    /// (recursively), or an unreferenced blob. Its exclusive content goes at the next collection.
+    pub fn delete(&self, reference: &str, opts: &DeleteOptions) -> Result<DeleteReport> {
+        let mut report = DeleteReport {
+            dry_run: opts.dry_run,
+            ..DeleteReport::default()
+        };
+        let reader = self.reader()?;
+        if crate::refname::validate_tag(reference).is_ok() && reader.tag(reference)?.is_some() {
+            report.tags.push(reference.to_owned());
+            drop(reader);
+            if !opts.dry_run {
+                self.untag(reference)?;
+            }
+            return Ok(report);
+        }
+        let digest = Digest::parse(reference).map_err(|_| Error::NotFound(format!("tag {reference:?}")))?;
+        let d = digest.to_string();
+        let Some(rec) = reader.blob(&d)? else {
+            return Err(Error::NotFound(format!("blob {d}")));
+        };
+        let policy = Policy::load(&self.layout_ref().private_dir())?;
+        let mut doomed: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        if rec.manifest {
+            if !opts.force {
+                let view = load_view(&reader)?;
+                let leased = self.leased();
+                let params = self.params(&GcOptions::default(), &policy, &leased);
+                let live = graph::mark(&view, &params);
+                for p in reader.parents(&d)? {
+                    if live.contains_key(&p) && reader.manifest(&p)?.is_some() {
+                        return Err(Error::Refused {
+                            digest: d,
+                            reason: format!("the live index {p} lists it (use --force to delete it anyway)"),
+                        });
+                    }
+                }
+            }
+            doomed.insert(d.clone(), (rec.size, "deleted".into()));
+            let mut queue = vec![d.clone()];
+            while let Some(x) = queue.pop() {
+                for (r, src) in reader.referrers(&x)? {
+                    if doomed.contains_key(&r) {
+                        continue;
+                    }
+                    let Some(rb) = reader.blob(&r)? else { continue };
+                    let art = reader.manifest(&r)?.and_then(|m| m.artifact_type);
+                    if src == Source::FallbackIndex || policy.mode(art.as_deref()) == Mode::Hard {
+                        doomed.insert(r.clone(), (rb.size, format!("hard referrer of deleted {x}")));
+                        queue.push(r);
+                    }
+                }
+            }
+        } else {
+            let parents = reader.parents(&d)?;
+            if let Some(p) = parents.first() {
+                return Err(Error::Refused {
+                    digest: d,
+                    reason: format!("manifest {p} references it"),
+                });
+            }
+            doomed.insert(d.clone(), (rec.size, "deleted".into()));
+        }
+        for x in doomed.keys() {
+            report.tags.extend(reader.tags_of(x)?);
+        }
+        report.removed = doomed
+            .into_iter()
+            .map(|(digest, (size, reason))| Removal { digest, size, reason })
+            .collect();
+        drop(reader);
+        if opts.dry_run {
+            return Ok(report);
+        }
+        let txn = self.write_txn()?;
+        let w = Writer::new(&txn);
+        let mut entries_changed = false;
+        let mut removed = Vec::new();
+        for r in &report.removed {
+            entries_changed |= !w.tags_of(&r.digest)?.is_empty() || has_entries(&w, &r.digest)?;
+            if w.remove_blob(&r.digest)?.is_some() {
+                removed.push(r.digest.clone());
+            }
+        }
+        if entries_changed {
+            self.write_index_json(&txn)?;
+        }
+        txn.commit()?;
+        self.unlink_pending(&removed)?;
+        Ok(report)
+    }
+
+    /// Why `digest` is kept (a path from a root) or why it would go, under `opts`.
+    pub fn explain(&self, digest: &Digest, opts: &GcOptions) -> Result<Explanation> {
+        let policy = self.policy_for(opts)?;
+        let reader = self.reader()?;
+        let view = load_view(&reader)?;
+        let leased = self.leased();
+        let params = self.params(opts, &policy, &leased);
+        let live = graph::mark(&view, &params);
+        let d = digest.to_string();
+        let present = view.present.contains_key(&d);
+        let mut path = Vec::new();
+        if live.contains_key(&d) {
+            let mut cur = d.clone();
+            let mut guard = 0;
+            while let Some(via) = live.get(&cur) {
+                guard += 1;
+                let (step, next) = match via {
+                    Via::Tag(t) => (format!("tag {t} -> {cur}"), None),
+                    Via::Untagged => (format!("untagged index.json entry {cur}"), None),
+                    Via::Pin => (format!("pin {cur}"), None),
+                    Via::Lease => (format!("lease {cur}"), None),
+                    Via::Dangling => (format!("dangling referrer {cur}, inside the grace period"), None),
+                    Via::Child(p) => (format!("{p} -> child {cur}"), Some(p.clone())),
+                    Via::Referrer(s) => (format!("{s} <- referrer {cur}"), Some(s.clone())),
+                };
+                path.push(step);
+                match next {
+                    Some(n) if guard < 10_000 => cur = n,
+                    _ => break,
+                }
+            }
+            path.reverse();
+        }
+        let reason = (present && !live.contains_key(&d)).then(|| graph::reason(&view, &d, &params));
+        Ok(Explanation {
+            live: live.contains_key(&d),
+            digest: d,
+            present,
+            path,
+            reason,
+        })
+    }
+
+    /// Pins a digest: a root until unpinned.
+    pub fn pin(&self, digest: &Digest) -> Result<bool> {
+        let txn = self.write_txn()?;
+        let changed = Writer::tracking(&txn, self.collecting()).set_pin(digest.as_str(), true)?;
+        txn.commit()?;
+        Ok(changed)
+    }
+
+    /// Removes a pin.
+    pub fn unpin(&self, digest: &Digest) -> Result<bool> {
+        let txn = self.write_txn()?;
+        let changed = Writer::new(&txn).set_pin(digest.as_str(), false)?;
+        txn.commit()?;
+        Ok(changed)
+    }
+
+    /// Starts recording writes for a collection; the guard stops it.
+    fn begin_collection(&self) -> Result<CollectionGuard<'_>> {
+        let txn = self.write_txn()?;
+        Writer::new(&txn).take_changed()?;
+        self.gc_flag().fetch_add(1, Ordering::SeqCst);
+        let guard = CollectionGuard { store: self };
+        txn.commit()?;
+        Ok(guard)
+    }
+}
+
+struct CollectionGuard<'s> {
+    store: &'s Store,
+}
+
+impl Drop for CollectionGuard<'_> {
+    fn drop(&mut self) {
+        self.store.gc_flag().fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
+    Ok(w.counts(d)?[catalog::count::UNTAGGED] > 0)
+}
+
+fn link(view: &mut View, subject: &str, referrer: &str) {
+    view.referrers.entry(subject.to_owned()).or_default().push(referrer.to_owned());
+    view.subjects.entry(referrer.to_owned()).or_default().push(subject.to_owned());
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The graph as the index records it.
+fn load_view(r: &Reader) -> Result<View> {
+    let mut view = View::default();
+    r.for_each_blob(|d, rec| {
+        view.present.insert(
+            d.to_owned(),
+            Node {
+                size: rec.size,
+                recorded_at: rec.recorded_at,
+                artifact_type: None,
+            },
+        );
+    })?;
+    r.for_each_manifest(|d, m| {
+        if let Some(n) = view.present.get_mut(d) {
+            n.artifact_type = m.artifact_type;
+        }
+    })?;
+    r.for_each_edge(|p, c| view.children.entry(p.to_owned()).or_default().push(c.to_owned()))?;
+    r.for_each_referrer(|s, rf| link(&mut view, s, rf))?;
+    for row in r.tags()? {
+        if ReferrerTag::parse(&row.tag).is_none() {
+            view.tags.push((row.tag, row.digest));
+        }
+    }
+    view.untagged = r.untagged()?.into_iter().map(|(d, _)| d).collect();
+    view.pins = r.pins()?;
+    Ok(view)
+}
+
+fn view_garbage(view: &View, p: &Params<'_>) -> Vec<Removal> {
+    let live = graph::mark(view, p);
+    let mut out: Vec<Removal> = view
+        .present
+        .iter()
+        .filter(|(d, _)| !live.contains_key(*d))
+        .map(|(d, n)| Removal {
+            digest: d.clone(),
+            size: n.size,
+            reason: graph::reason(view, d, p),
+        })
+        .collect();
+    out.sort_by(|a, b| a.digest.cmp(&b.digest));
+    out
+}
+
+/// The reason of [`graph::reason`], from the index without a loaded graph.
+fn reason_from_index(r: &Reader, d: &str, p: &Params<'_>) -> Result<String> {
+    let subjects: Vec<String> = r.subjects(d)?.into_iter().map(|(s, _)| s).collect();
+    if !subjects.is_empty() {
+        for s in &subjects {
+            if r.blob(s)?.is_some() {
+                return Ok(format!("referrer of {s}, which is not live"));
+            }
+        }
+        return Ok(format!("dangling referrer (subject {} absent) older than the grace period", subjects[0]));
+    }
+    if p.delete_untagged && r.counts(d)?[catalog::count::UNTAGGED] > 0 {
+        return Ok("untagged index.json entry (--delete-untagged)".into());
+    }
+    Ok("unreachable from any root".into())
+}

@@ -1,0 +1,123 @@
+//! The reference-count strategy: garbage found from the counts kept on every write, at a cost
+//! that follows the garbage rather than the store.
+//!
+//! The catalog keeps, per digest, its present strong parents, present `subject`-field subjects,
+//! root tags and untagged entries, and the set `CANDIDATES` of present digests with no supporter
+//! (see [`crate::catalog`]). From there:
+//!
+//! 1. `T` starts as the candidates that no root anchors (the same root rule as [`super::graph`]).
+//! 2. Cascade: a digest joins `T` when every one of its supporters (strong parents and
+//!    `subject`-field subjects) is in `T` and no root anchors it.
+//! 3. Rescue: members of `T` linked to a present subject outside `T` (through a cosign or
+//!    fallback tag, the links that are not counted), and dangling referrers inside the grace,
+//!    are live, with everything they reach inside `T`.
+//!
+//! What stays in `T` is garbage. The strong and `subject` edges are acyclic (each names the
+//! digest of content that existed first), so counting finds all garbage among them; tag links
+//! can form cycles, which is why they are resolved by marking in step 3 instead of counted.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::graph::Params;
+use super::policy::Mode;
+use crate::catalog::{Reader, Source, count};
+use crate::error::Result;
+
+/// The garbage digests, as the reference counts find them.
+pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<HashSet<String>> {
+    let mut memo_anchor: HashMap<String, bool> = HashMap::new();
+    let mut anchored = |d: &str| -> Result<bool> {
+        if let Some(&a) = memo_anchor.get(d) {
+            return Ok(a);
+        }
+        let a = anchored(r, d, p)?;
+        memo_anchor.insert(d.to_owned(), a);
+        Ok(a)
+    };
+    let mut t: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for d in r.candidates()? {
+        if !anchored(&d)? {
+            t.insert(d.clone());
+            queue.push_back(d);
+        }
+    }
+    // 2. Cascade over the counted edges.
+    let mut in_t: HashMap<String, u32> = HashMap::new();
+    while let Some(x) = queue.pop_front() {
+        let mut dependents = r.children(&x)?;
+        dependents.extend(
+            r.referrers(&x)?
+                .into_iter()
+                .filter(|(_, s)| *s == Source::Subject)
+                .map(|(d, _)| d),
+        );
+        for y in dependents {
+            if t.contains(&y) || r.blob(&y)?.is_none() {
+                continue;
+            }
+            let c = r.counts(&y)?;
+            let supporters = c[count::PARENTS] + c[count::SUBJECT_LINKS];
+            let n = in_t.entry(y.clone()).or_insert(0);
+            *n += 1;
+            if *n >= supporters && !anchored(&y)? {
+                t.insert(y.clone());
+                queue.push_back(y);
+            }
+        }
+    }
+    // 3. Rescue what an uncounted link or the grace keeps, and what that reaches.
+    let mut rescued: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<String> = VecDeque::new();
+    for y in &t {
+        let subjects = r.subjects(y)?;
+        let mut present_subject = false;
+        let mut all_absent = !subjects.is_empty();
+        for (s, _) in &subjects {
+            if r.blob(s)?.is_some() {
+                all_absent = false;
+                if !t.contains(s) {
+                    present_subject = true;
+                }
+            }
+        }
+        let dangling = all_absent
+            && r.blob(y)?
+                .is_some_and(|b| p.now.saturating_sub(b.recorded_at) < p.grace_secs);
+        if present_subject || dangling {
+            rescued.insert(y.clone());
+            queue.push_back(y.clone());
+        }
+    }
+    while let Some(x) = queue.pop_front() {
+        let mut next = r.children(&x)?;
+        next.extend(r.referrers(&x)?.into_iter().map(|(d, _)| d));
+        for y in next {
+            if t.contains(&y) && rescued.insert(y.clone()) {
+                queue.push_back(y);
+            }
+        }
+    }
+    t.retain(|d| !rescued.contains(d));
+    Ok(t)
+}
+
+/// Whether a root keeps `d` by itself: the rule of [`super::graph::View::roots`], read from the
+/// counts instead of a loaded graph.
+fn anchored(r: &Reader, d: &str, p: &Params<'_>) -> Result<bool> {
+    if p.leased.contains(d) || r.is_pinned(d)? {
+        return Ok(true);
+    }
+    let c = r.counts(d)?;
+    let referrer = !r.subjects(d)?.is_empty();
+    if c[count::TAG_ROOTS] > 0 {
+        if !referrer {
+            return Ok(true);
+        }
+        let artifact_type = r.manifest(d)?.and_then(|m| m.artifact_type);
+        if p.policy.mode(artifact_type.as_deref()) == Mode::Soft {
+            return Ok(true);
+        }
+    }
+    Ok(c[count::UNTAGGED] > 0 && !p.delete_untagged && !referrer)
+}
