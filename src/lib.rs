@@ -29,8 +29,8 @@
 mod catalog;
 pub mod demo;
 pub mod digest;
-pub mod gc;
 mod error;
+pub mod gc;
 pub mod import;
 mod layout;
 mod lock;
@@ -41,10 +41,12 @@ mod scan;
 mod store;
 
 pub use catalog::{BlobRecord, Counts, ManifestRecord};
-pub use import::ImportReport;
-pub use layout::index_json::Entry;
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, Result};
+pub use import::ImportReport;
+pub use layout::index_json::Entry;
 pub use referrers::{ReferrerDescriptor, ReferrersIndex, ReferrersQuery};
 pub use refname::{LinkKind, ReferrerTag, validate_tag};
-pub use store::{Batch, Lease, ListEntry, OpenReport, Options, Put, PutOptions, ReconcileReport, Store};
+pub use store::{
+    Batch, Lease, ListEntry, OpenReport, Options, Put, PutOptions, ReconcileReport, Store,
+};

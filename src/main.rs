@@ -153,7 +153,9 @@ struct LivenessArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?} (use e.g. 0, 90s, 30m, 24h, 7d)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 0, 90s, 30m, 24h, 7d)"))?;
     let secs = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -168,10 +170,14 @@ impl LivenessArgs {
     fn options(&self, store: &Store) -> ocistore::Result<ocistore::gc::GcOptions> {
         let mut policy = ocistore::gc::Policy::load(&store.root().join(".ocistore"))?;
         for t in &self.soft {
-            policy.artifact_types.insert(t.clone(), ocistore::gc::Mode::Soft);
+            policy
+                .artifact_types
+                .insert(t.clone(), ocistore::gc::Mode::Soft);
         }
         for t in &self.hard {
-            policy.artifact_types.insert(t.clone(), ocistore::gc::Mode::Hard);
+            policy
+                .artifact_types
+                .insert(t.clone(), ocistore::gc::Mode::Hard);
         }
         Ok(ocistore::gc::GcOptions {
             grace: self.grace,
@@ -407,7 +413,10 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 say(format!("{verb} tag {t}"))?;
             }
             for x in &r.removed {
-                say(format!("{verb} {} ({} bytes): {}", x.digest, x.size, x.reason))?;
+                say(format!(
+                    "{verb} {} ({} bytes): {}",
+                    x.digest, x.size, x.reason
+                ))?;
             }
             Ok(())
         }
@@ -428,7 +437,10 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             }
             if *dry_run {
                 for x in &r.removed {
-                    say(format!("would remove {} ({} bytes): {}", x.digest, x.size, x.reason))?;
+                    say(format!(
+                        "would remove {} ({} bytes): {}",
+                        x.digest, x.size, x.reason
+                    ))?;
                 }
             }
             say(format!(
@@ -438,13 +450,20 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 r.removed_bytes,
                 r.kept_blobs,
                 r.kept_bytes,
-                if r.kept_by_recheck > 0 { format!(", {} saved by recheck", r.kept_by_recheck) } else { String::new() },
+                if r.kept_by_recheck > 0 {
+                    format!(", {} saved by recheck", r.kept_by_recheck)
+                } else {
+                    String::new()
+                },
                 r.orphan_files,
                 r.temp_files,
                 r.total_ms
             ))
         }
-        Command::Explain { reference, liveness } => {
+        Command::Explain {
+            reference,
+            liveness,
+        } => {
             let store = open_for_reading(cli)?;
             let d = store.resolve(reference)?;
             let e = store.explain(&d, &liveness.options(&store)?)?;
@@ -461,7 +480,11 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 }
                 Ok(())
             } else {
-                say(format!("{} would be removed: {}", e.digest, e.reason.unwrap_or_default()))
+                say(format!(
+                    "{} would be removed: {}",
+                    e.digest,
+                    e.reason.unwrap_or_default()
+                ))
             }
         }
         Command::Pin { reference } => {

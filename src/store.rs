@@ -13,13 +13,13 @@
 //! next open reconciles it, which re-applies the tag changes the file already holds.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::hash::{Hash, Hasher as _};
 use std::io::Read;
 use std::path::Path;
-use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher as _};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -192,7 +192,13 @@ pub struct Store {
     /// Prefix of this session's temporary files in `.ocistore/ingest/`.
     session: String,
     io_pool: OnceLock<rayon::ThreadPool>,
+    /// A failpoint between a sweep's commit and its unlinks (tests drive races with it).
+    sweep_hook: Mutex<Option<SweepHook>>,
 }
+
+/// Called with the digests a sweep chunk has just committed as removed, before their files are
+/// unlinked.
+pub type SweepHook = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 const STRIPES: usize = 1024;
 /// Threads for parallel fsyncs and unlinks: I/O waits, so more than the cores help.
@@ -300,7 +306,13 @@ impl Store {
         Ok(store)
     }
 
-    fn assemble(layout: Layout, db: Db, options: &Options, writer: Option<WriterState>, report: OpenReport) -> Store {
+    fn assemble(
+        layout: Layout,
+        db: Db,
+        options: &Options,
+        writer: Option<WriterState>,
+        report: OpenReport,
+    ) -> Store {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -317,6 +329,25 @@ impl Store {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             session: format!("ingest-{}-{nanos}-", std::process::id()),
             io_pool: OnceLock::new(),
+            sweep_hook: Mutex::new(None),
+        }
+    }
+
+    /// Installs (or removes) a failpoint that runs between a sweep's commit and its unlinks.
+    /// For tests that drive the push-versus-unlink race explicitly.
+    #[doc(hidden)]
+    pub fn set_sweep_hook(&self, hook: Option<SweepHook>) {
+        *self.sweep_hook.lock().unwrap_or_else(|p| p.into_inner()) = hook;
+    }
+
+    pub(crate) fn run_sweep_hook(&self, removed: &[String]) {
+        let hook = self
+            .sweep_hook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(h) = hook {
+            h(removed);
         }
     }
 
@@ -520,7 +551,12 @@ impl Store {
         self.put_leased(reader, opts, None)
     }
 
-    fn put_leased(&self, reader: &mut dyn Read, opts: &PutOptions, lease: Option<u64>) -> Result<Put> {
+    fn put_leased(
+        &self,
+        reader: &mut dyn Read,
+        opts: &PutOptions,
+        lease: Option<u64>,
+    ) -> Result<Put> {
         if self.writer.is_none() {
             return Err(Error::ReadOnly);
         }
@@ -1157,10 +1193,16 @@ impl Batch<'_> {
         let store = self.store;
         let layout = &store.layout;
         let staged = &mut self.staged;
-        store.io_pool().install(|| staged.par_iter_mut().try_for_each(Staged::sync))?;
+        store
+            .io_pool()
+            .install(|| staged.par_iter_mut().try_for_each(Staged::sync))?;
         // From rename to commit, hold the stripe locks of the published digests, so that a
         // sweeper with an older unlink pending for one of them sees it indexed and leaves it.
-        let mut stripes: Vec<usize> = self.staged.iter().map(|s| Store::stripe_index(&s.digest)).collect();
+        let mut stripes: Vec<usize> = self
+            .staged
+            .iter()
+            .map(|s| Store::stripe_index(&s.digest))
+            .collect();
         stripes.sort_unstable();
         stripes.dedup();
         let _held: Vec<MutexGuard<'_, ()>> = stripes

@@ -559,7 +559,9 @@ impl<'t> Writer<'t> {
                 .open_multimap_table(EDGES)?
                 .insert(digest, c.digest.as_str())?;
             if !existed {
-                self.txn.open_multimap_table(PARENTS)?.insert(c.digest.as_str(), digest)?;
+                self.txn
+                    .open_multimap_table(PARENTS)?
+                    .insert(c.digest.as_str(), digest)?;
                 self.bump(c.digest.as_str(), count::PARENTS, 1)?;
             }
         }
@@ -575,15 +577,23 @@ impl<'t> Writer<'t> {
     /// Adds a referrer edge, in both directions.
     pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
         self.touch(referrer)?;
-        self.txn.open_multimap_table(REFERRERS)?.insert(subject, (referrer, src.code()))?;
-        self.txn.open_multimap_table(SUBJECTS)?.insert(referrer, (subject, src.code()))?;
+        self.txn
+            .open_multimap_table(REFERRERS)?
+            .insert(subject, (referrer, src.code()))?;
+        self.txn
+            .open_multimap_table(SUBJECTS)?
+            .insert(referrer, (subject, src.code()))?;
         self.recount(referrer)
     }
 
     /// Removes a referrer edge, in both directions.
     pub(crate) fn remove_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
-        self.txn.open_multimap_table(REFERRERS)?.remove(subject, (referrer, src.code()))?;
-        self.txn.open_multimap_table(SUBJECTS)?.remove(referrer, (subject, src.code()))?;
+        self.txn
+            .open_multimap_table(REFERRERS)?
+            .remove(subject, (referrer, src.code()))?;
+        self.txn
+            .open_multimap_table(SUBJECTS)?
+            .remove(referrer, (subject, src.code()))?;
         self.recount(referrer)
     }
 
@@ -626,7 +636,9 @@ impl<'t> Writer<'t> {
         let old = self.remove_tag(tag)?;
         self.touch(digest)?;
         self.txn.open_table(TAGS)?.insert(tag, (digest, entry))?;
-        self.txn.open_multimap_table(TAGS_BY_DIGEST)?.insert(digest, tag)?;
+        self.txn
+            .open_multimap_table(TAGS_BY_DIGEST)?
+            .insert(digest, tag)?;
         if ReferrerTag::parse(tag).is_none() {
             self.bump(digest, count::TAG_ROOTS, 1)?;
         }
@@ -636,9 +648,15 @@ impl<'t> Writer<'t> {
 
     /// Removes `tag`; returns the digest it named.
     pub(crate) fn remove_tag(&self, tag: &str) -> Result<Option<String>> {
-        let old = self.txn.open_table(TAGS)?.remove(tag)?.map(|v| v.value().0.to_owned());
+        let old = self
+            .txn
+            .open_table(TAGS)?
+            .remove(tag)?
+            .map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
-            self.txn.open_multimap_table(TAGS_BY_DIGEST)?.remove(d.as_str(), tag)?;
+            self.txn
+                .open_multimap_table(TAGS_BY_DIGEST)?
+                .remove(d.as_str(), tag)?;
             if ReferrerTag::parse(tag).is_none() {
                 self.bump(d, count::TAG_ROOTS, -1)?;
             }
@@ -675,14 +693,22 @@ impl<'t> Writer<'t> {
 
     pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
         self.touch(digest)?;
-        if self.txn.open_multimap_table(UNTAGGED)?.insert(digest, entry)? {
+        if self
+            .txn
+            .open_multimap_table(UNTAGGED)?
+            .insert(digest, entry)?
+        {
             return Ok(());
         }
         self.bump(digest, count::UNTAGGED, 1)
     }
 
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
-        if self.txn.open_multimap_table(UNTAGGED)?.remove(digest, entry)? {
+        if self
+            .txn
+            .open_multimap_table(UNTAGGED)?
+            .remove(digest, entry)?
+        {
             self.bump(digest, count::UNTAGGED, -1)?;
         }
         Ok(())
@@ -713,7 +739,9 @@ impl<'t> Writer<'t> {
             self.remove_link(&s, digest, src)?;
         }
         for c in self.children(digest)? {
-            self.txn.open_multimap_table(PARENTS)?.remove(c.as_str(), digest)?;
+            self.txn
+                .open_multimap_table(PARENTS)?
+                .remove(c.as_str(), digest)?;
             self.bump(&c, count::PARENTS, -1)?;
         }
         self.txn.open_multimap_table(EDGES)?.remove_all(digest)?;
@@ -772,7 +800,10 @@ impl<'t> Writer<'t> {
     }
 }
 
-fn subjects_in(t: &impl ReadableMultimapTable<&'static str, (&'static str, u8)>, referrer: &str) -> Result<Vec<(String, Source)>> {
+fn subjects_in(
+    t: &impl ReadableMultimapTable<&'static str, (&'static str, u8)>,
+    referrer: &str,
+) -> Result<Vec<(String, Source)>> {
     let mut out = Vec::new();
     for v in t.get(referrer)? {
         let v = v?;

@@ -75,8 +75,12 @@ impl View {
 
     /// Whether `d` is a referrer whose subjects are all absent and that is inside the grace.
     pub fn dangling_protected(&self, d: &str, p: &Params<'_>) -> bool {
-        let Some(node) = self.present.get(d) else { return false };
-        let Some(subjects) = self.subjects.get(d) else { return false };
+        let Some(node) = self.present.get(d) else {
+            return false;
+        };
+        let Some(subjects) = self.subjects.get(d) else {
+            return false;
+        };
         !subjects.is_empty()
             && subjects.iter().all(|s| !self.present.contains_key(s))
             && p.now.saturating_sub(node.recorded_at) < p.grace_secs
@@ -99,7 +103,12 @@ impl View {
         }
         out.extend(self.pins.iter().map(|d| (d.clone(), Via::Pin)));
         out.extend(p.leased.iter().map(|d| (d.clone(), Via::Lease)));
-        let mut dangling: Vec<_> = self.present.keys().filter(|d| self.dangling_protected(d, p)).cloned().collect();
+        let mut dangling: Vec<_> = self
+            .present
+            .keys()
+            .filter(|d| self.dangling_protected(d, p))
+            .cloned()
+            .collect();
         dangling.sort();
         out.extend(dangling.into_iter().map(|d| (d, Via::Dangling)));
         out
@@ -123,7 +132,13 @@ pub(crate) fn mark(view: &View, p: &Params<'_>) -> HashMap<String, Via> {
             .into_iter()
             .flatten()
             .map(|c| (c, Via::Child(x.clone())))
-            .chain(view.referrers.get(&x).into_iter().flatten().map(|r| (r, Via::Referrer(x.clone()))));
+            .chain(
+                view.referrers
+                    .get(&x)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| (r, Via::Referrer(x.clone()))),
+            );
         for (d, via) in next {
             if !live.contains_key(d) {
                 live.insert(d.clone(), via);
@@ -140,7 +155,10 @@ pub(crate) fn reason(view: &View, d: &str, p: &Params<'_>) -> String {
         if let Some(s) = subjects.iter().find(|s| view.present.contains_key(*s)) {
             return format!("referrer of {s}, which is not live");
         }
-        return format!("dangling referrer (subject {} absent) older than the grace period", subjects[0]);
+        return format!(
+            "dangling referrer (subject {} absent) older than the grace period",
+            subjects[0]
+        );
     }
     if p.delete_untagged && view.untagged.iter().any(|u| u == d) {
         return "untagged index.json entry (--delete-untagged)".into();

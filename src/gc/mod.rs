@@ -68,7 +68,9 @@ impl FromStr for Strategy {
             "mark-sweep" => Ok(Strategy::MarkSweep),
             "refcount" => Ok(Strategy::Refcount),
             "scan" => Ok(Strategy::Scan),
-            _ => Err(format!("unknown strategy {s:?} (mark-sweep, refcount, scan)")),
+            _ => Err(format!(
+                "unknown strategy {s:?} (mark-sweep, refcount, scan)"
+            )),
         }
     }
 }
@@ -191,7 +193,12 @@ pub struct Explanation {
 }
 
 impl Store {
-    fn params<'a>(&self, opts: &GcOptions, policy: &'a Policy, leased: &'a HashSet<String>) -> Params<'a> {
+    fn params<'a>(
+        &self,
+        opts: &GcOptions,
+        policy: &'a Policy,
+        leased: &'a HashSet<String>,
+    ) -> Params<'a> {
         Params {
             now: catalog::now_secs(),
             grace_secs: opts.grace.as_secs(),
@@ -229,7 +236,11 @@ impl Store {
             dry_run: opts.dry_run,
             ..GcReport::default()
         };
-        let _active = if opts.dry_run { None } else { Some(self.begin_collection()?) };
+        let _active = if opts.dry_run {
+            None
+        } else {
+            Some(self.begin_collection()?)
+        };
         let reader = self.reader()?;
         let leased = self.leased();
         let params = self.params(opts, &policy, &leased);
@@ -324,6 +335,7 @@ impl Store {
             }
             txn.commit()?;
             report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
+            self.run_sweep_hook(&removed);
             let t1 = Instant::now();
             self.unlink_pending(&removed)?;
             report.unlink_ms += ms(t1.elapsed());
@@ -409,7 +421,9 @@ impl Store {
         let (blobs, _) = scan::read_blobs(layout, files, self.options().max_manifest_size, false);
         let mut view = View::default();
         for b in &blobs {
-            let rec = reader.blob(b.digest.as_str())?.unwrap_or(BlobRecord::new(b.size, false, false));
+            let rec = reader
+                .blob(b.digest.as_str())?
+                .unwrap_or(BlobRecord::new(b.size, false, false));
             view.present.insert(
                 b.digest.to_string(),
                 Node {
@@ -419,7 +433,10 @@ impl Store {
                 },
             );
             if let Some(p) = &b.parsed {
-                view.children.insert(b.digest.to_string(), p.children.iter().map(|c| c.digest.to_string()).collect());
+                view.children.insert(
+                    b.digest.to_string(),
+                    p.children.iter().map(|c| c.digest.to_string()).collect(),
+                );
                 if let Some(s) = &p.subject {
                     link(&mut view, s.as_str(), b.digest.as_str());
                 }
@@ -432,7 +449,12 @@ impl Store {
                 None => view.tags.push((tag, e.digest.to_string())),
                 Some(l) if l.kind == LinkKind::Fallback => {
                     link(&mut view, l.subject.as_str(), e.digest.as_str());
-                    for c in view.children.get(e.digest.as_str()).cloned().unwrap_or_default() {
+                    for c in view
+                        .children
+                        .get(e.digest.as_str())
+                        .cloned()
+                        .unwrap_or_default()
+                    {
                         link(&mut view, l.subject.as_str(), &c);
                     }
                 }
@@ -460,7 +482,8 @@ impl Store {
             }
             return Ok(report);
         }
-        let digest = Digest::parse(reference).map_err(|_| Error::NotFound(format!("tag {reference:?}")))?;
+        let digest =
+            Digest::parse(reference).map_err(|_| Error::NotFound(format!("tag {reference:?}")))?;
         let d = digest.to_string();
         let Some(rec) = reader.blob(&d)? else {
             return Err(Error::NotFound(format!("blob {d}")));
@@ -477,7 +500,9 @@ impl Store {
                     if live.contains_key(&p) && reader.manifest(&p)?.is_some() {
                         return Err(Error::Refused {
                             digest: d,
-                            reason: format!("the live index {p} lists it (use --force to delete it anyway)"),
+                            reason: format!(
+                                "the live index {p} lists it (use --force to delete it anyway)"
+                            ),
                         });
                     }
                 }
@@ -492,7 +517,10 @@ impl Store {
                     let Some(rb) = reader.blob(&r)? else { continue };
                     let art = reader.manifest(&r)?.and_then(|m| m.artifact_type);
                     if src == Source::FallbackIndex || policy.mode(art.as_deref()) == Mode::Hard {
-                        doomed.insert(r.clone(), (rb.size, format!("hard referrer of deleted {x}")));
+                        doomed.insert(
+                            r.clone(),
+                            (rb.size, format!("hard referrer of deleted {x}")),
+                        );
                         queue.push(r);
                     }
                 }
@@ -512,7 +540,11 @@ impl Store {
         }
         report.removed = doomed
             .into_iter()
-            .map(|(digest, (size, reason))| Removal { digest, size, reason })
+            .map(|(digest, (size, reason))| Removal {
+                digest,
+                size,
+                reason,
+            })
             .collect();
         drop(reader);
         if opts.dry_run {
@@ -557,7 +589,10 @@ impl Store {
                     Via::Untagged => (format!("untagged index.json entry {cur}"), None),
                     Via::Pin => (format!("pin {cur}"), None),
                     Via::Lease => (format!("lease {cur}"), None),
-                    Via::Dangling => (format!("dangling referrer {cur}, inside the grace period"), None),
+                    Via::Dangling => (
+                        format!("dangling referrer {cur}, inside the grace period"),
+                        None,
+                    ),
                     Via::Child(p) => (format!("{p} -> child {cur}"), Some(p.clone())),
                     Via::Referrer(s) => (format!("{s} <- referrer {cur}"), Some(s.clone())),
                 };
@@ -621,8 +656,14 @@ fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
 }
 
 fn link(view: &mut View, subject: &str, referrer: &str) {
-    view.referrers.entry(subject.to_owned()).or_default().push(referrer.to_owned());
-    view.subjects.entry(referrer.to_owned()).or_default().push(subject.to_owned());
+    view.referrers
+        .entry(subject.to_owned())
+        .or_default()
+        .push(referrer.to_owned());
+    view.subjects
+        .entry(referrer.to_owned())
+        .or_default()
+        .push(subject.to_owned());
 }
 
 fn ms(d: Duration) -> f64 {
@@ -647,7 +688,12 @@ fn load_view(r: &Reader) -> Result<View> {
             n.artifact_type = m.artifact_type;
         }
     })?;
-    r.for_each_edge(|p, c| view.children.entry(p.to_owned()).or_default().push(c.to_owned()))?;
+    r.for_each_edge(|p, c| {
+        view.children
+            .entry(p.to_owned())
+            .or_default()
+            .push(c.to_owned())
+    })?;
     r.for_each_referrer(|s, rf| link(&mut view, s, rf))?;
     for row in r.tags()? {
         if ReferrerTag::parse(&row.tag).is_none() {
@@ -684,7 +730,10 @@ fn reason_from_index(r: &Reader, d: &str, p: &Params<'_>) -> Result<String> {
                 return Ok(format!("referrer of {s}, which is not live"));
             }
         }
-        return Ok(format!("dangling referrer (subject {} absent) older than the grace period", subjects[0]));
+        return Ok(format!(
+            "dangling referrer (subject {} absent) older than the grace period",
+            subjects[0]
+        ));
     }
     if p.delete_untagged && r.counts(d)?[catalog::count::UNTAGGED] > 0 {
         return Ok("untagged index.json entry (--delete-untagged)".into());

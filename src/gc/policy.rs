@@ -51,7 +51,8 @@ impl Policy {
     pub fn load(private_dir: &Path) -> Result<Policy> {
         let path = private_dir.join(POLICY_FILE);
         match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::layout(&path, format!("invalid GC policy: {e}"))),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::layout(&path, format!("invalid GC policy: {e}"))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Policy::default()),
             Err(e) => Err(Error::io("read", &path, e)),
         }

@@ -1,0 +1,750 @@
+//! Deletion and garbage collection: the semantics in the README, against real stores.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocistore::gc::{DeleteOptions, GcOptions, Mode, Policy, Strategy};
+use ocistore::refname::LinkKind;
+use ocistore::{Digest, Entry, Error, Options, PutOptions, ReferrerTag, Store};
+use serde_json::json;
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+const SBOM: &str = "application/spdx+json";
+
+fn blob(store: &Store, bytes: &[u8]) -> (Digest, u64) {
+    let p = store.put(&mut &bytes[..], &PutOptions::default()).unwrap();
+    (p.digest, p.size)
+}
+
+fn manifest(store: &Store, doc: serde_json::Value) -> Digest {
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    let mt = doc["mediaType"].as_str().unwrap().to_owned();
+    store
+        .put(
+            &mut &bytes[..],
+            &PutOptions {
+                media_type: Some(mt),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .digest
+}
+
+fn desc(mt: &str, d: &(Digest, u64)) -> serde_json::Value {
+    json!({"mediaType": mt, "digest": d.0.as_str(), "size": d.1})
+}
+
+/// An image over the given layer contents (shared contents give shared blobs).
+fn image(store: &Store, name: &str, layers: &[&str]) -> Digest {
+    let config = blob(store, format!(r#"{{"image":"{name}"}}"#).as_bytes());
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| {
+            desc(
+                "application/vnd.oci.image.layer.v1.tar",
+                &blob(store, l.as_bytes()),
+            )
+        })
+        .collect();
+    manifest(
+        store,
+        json!({"schemaVersion": 2, "mediaType": MANIFEST,
+            "config": desc("application/vnd.oci.image.config.v1+json", &config), "layers": layers}),
+    )
+}
+
+fn size_of(store: &Store, d: &Digest) -> u64 {
+    store.blob_info(d).unwrap().unwrap().size
+}
+
+/// An artifact with a payload, linked to `subject` by its subject field when `with_subject`.
+fn artifact(store: &Store, artifact_type: &str, payload: &str, subject: Option<&Digest>) -> Digest {
+    let empty = blob(store, b"{}");
+    let layer = blob(store, payload.as_bytes());
+    let mut doc = json!({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": artifact_type,
+        "config": desc("application/vnd.oci.empty.v1+json", &empty),
+        "layers": [desc("application/octet-stream", &layer)]});
+    if let Some(s) = subject {
+        doc["subject"] =
+            json!({"mediaType": MANIFEST, "digest": s.as_str(), "size": size_of(store, s).max(1)});
+    }
+    manifest(store, doc)
+}
+
+fn index_of(store: &Store, members: &[&Digest]) -> Digest {
+    let manifests: Vec<_> = members
+        .iter()
+        .map(|d| json!({"mediaType": MANIFEST, "digest": d.as_str(), "size": size_of(store, d)}))
+        .collect();
+    manifest(
+        store,
+        json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests}),
+    )
+}
+
+fn present(store: &Store, root: &Path, d: &Digest) -> bool {
+    let indexed = store.blob_info(d).unwrap().is_some();
+    let file = root.join(d.blob_path()).exists();
+    assert_eq!(indexed, file, "index and layout disagree about {d}");
+    indexed
+}
+
+fn gc(store: &Store) -> ocistore::gc::GcReport {
+    store.gc(&GcOptions::default()).unwrap()
+}
+
+fn all_blobs(store: &Store, roots: &[&Digest]) -> HashSet<Digest> {
+    let mut out = HashSet::new();
+    let mut stack: Vec<Digest> = roots.iter().map(|d| (*d).clone()).collect();
+    while let Some(d) = stack.pop() {
+        if out.insert(d.clone()) {
+            stack.extend(store.children(&d).unwrap());
+        }
+    }
+    out
+}
+
+/// The three link kinds, one store each: deleting the image takes its signature, its SBOM and
+/// the SBOM's signature with it, and the next collection their blobs.
+#[test]
+fn deleting_an_image_takes_its_referrers_for_every_link_kind() {
+    for kind in ["subject", "cosign-tag", "fallback-index"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let store = Store::init(root, &Options::default()).unwrap();
+        let keep = image(&store, "keep", &["shared", "keep-only"]);
+        store.tag(keep.as_str(), "keep").unwrap();
+        let img = image(&store, "img", &["shared", "img-only"]);
+        store.tag(img.as_str(), "img").unwrap();
+        let (sig, sbom, sbom_sig) = match kind {
+            "subject" => {
+                let sig = artifact(&store, SIG, "sig", Some(&img));
+                let sbom = artifact(&store, SBOM, "sbom", Some(&img));
+                let sbom_sig = artifact(&store, SIG, "sbom-sig", Some(&sbom));
+                (sig, sbom, sbom_sig)
+            }
+            "cosign-tag" => {
+                let sig = artifact(&store, SIG, "sig", None);
+                store
+                    .tag(sig.as_str(), &ReferrerTag::name(&img, LinkKind::CosignSig))
+                    .unwrap();
+                let sbom = artifact(&store, SBOM, "sbom", None);
+                store
+                    .tag(
+                        sbom.as_str(),
+                        &ReferrerTag::name(&img, LinkKind::CosignSbom),
+                    )
+                    .unwrap();
+                let sbom_sig = artifact(&store, SIG, "sbom-sig", None);
+                store
+                    .tag(
+                        sbom_sig.as_str(),
+                        &ReferrerTag::name(&sbom, LinkKind::CosignSig),
+                    )
+                    .unwrap();
+                (sig, sbom, sbom_sig)
+            }
+            _ => {
+                let sig = artifact(&store, SIG, "sig", None);
+                let sbom = artifact(&store, SBOM, "sbom", None);
+                let fallback = index_of(&store, &[&sig, &sbom]);
+                store
+                    .tag(
+                        fallback.as_str(),
+                        &ReferrerTag::name(&img, LinkKind::Fallback),
+                    )
+                    .unwrap();
+                let sbom_sig = artifact(&store, SIG, "sbom-sig", None);
+                let fallback2 = index_of(&store, &[&sbom_sig]);
+                store
+                    .tag(
+                        fallback2.as_str(),
+                        &ReferrerTag::name(&sbom, LinkKind::Fallback),
+                    )
+                    .unwrap();
+                (sig, sbom, sbom_sig)
+            }
+        };
+        let refs = store
+            .referrers(
+                &img,
+                &ocistore::ReferrersQuery {
+                    transitive: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(refs.manifests.len(), 3, "{kind}");
+        let doomed = all_blobs(&store, &[&img, &sig, &sbom, &sbom_sig]);
+        let kept = all_blobs(&store, &[&keep]);
+        // Nothing is garbage while the image is tagged.
+        assert_eq!(gc(&store).removed_blobs, 0, "{kind}");
+
+        // Deleting the tag deletes only the tag.
+        let r = store.delete("img", &DeleteOptions::default()).unwrap();
+        assert_eq!((r.tags.len(), r.removed.len()), (1, 0));
+        assert!(present(&store, root, &img));
+        let r = store
+            .delete(img.as_str(), &DeleteOptions::default())
+            .unwrap();
+        let removed: HashSet<_> = r.removed.iter().map(|x| x.digest.clone()).collect();
+        for d in [&img, &sig, &sbom, &sbom_sig] {
+            assert!(removed.contains(d.as_str()), "{kind}: delete kept {d}");
+            assert!(!present(&store, root, d), "{kind}: {d} still present");
+        }
+        assert!(
+            store
+                .referrers(&img, &Default::default())
+                .unwrap()
+                .manifests
+                .is_empty()
+        );
+        let tags: Vec<_> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.tag)
+            .collect();
+        assert_eq!(
+            tags,
+            vec!["keep"],
+            "{kind}: link tags must go with their subject"
+        );
+        gc(&store);
+        for d in doomed.difference(&kept) {
+            assert!(
+                !present(&store, root, d),
+                "{kind}: {d} survived the collection"
+            );
+        }
+        for d in &kept {
+            assert!(
+                present(&store, root, d),
+                "{kind}: shared or kept content {d} was lost"
+            );
+        }
+    }
+}
+
+#[test]
+fn untagging_then_collecting_takes_referrers_too() {
+    for strategy in [Strategy::MarkSweep, Strategy::Refcount, Strategy::Scan] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path(), &Options::default()).unwrap();
+        let img = image(&store, "img", &["a"]);
+        store.tag(img.as_str(), "img").unwrap();
+        let sig = artifact(&store, SIG, "sig", Some(&img));
+        let sbom = artifact(&store, SBOM, "sbom", None);
+        store
+            .tag(
+                sbom.as_str(),
+                &ReferrerTag::name(&img, LinkKind::CosignSbom),
+            )
+            .unwrap();
+        let sbom_sig = artifact(&store, SIG, "sbom-sig", Some(&sbom));
+        store.untag("img").unwrap();
+        let r = store
+            .gc(&GcOptions {
+                strategy,
+                ..Default::default()
+            })
+            .unwrap();
+        for d in [&img, &sig, &sbom, &sbom_sig] {
+            assert!(!present(&store, dir.path(), d), "{strategy:?} kept {d}");
+        }
+        assert_eq!(
+            store.stats().unwrap().blobs,
+            0,
+            "{strategy:?}: {:?}",
+            r.removed
+        );
+        assert!(
+            store.list().unwrap().is_empty(),
+            "{strategy:?}: the cosign tag must go"
+        );
+    }
+}
+
+/// README: a tag on a hard referrer does not keep it (or its subject); under the soft policy
+/// it keeps the referrer, never the subject.
+#[test]
+fn an_untagged_image_whose_signature_is_tagged() {
+    for mode in [Mode::Hard, Mode::Soft] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path(), &Options::default()).unwrap();
+        let img = image(&store, "img", &["a"]);
+        let sig = artifact(&store, SIG, "sig", Some(&img));
+        store.tag(sig.as_str(), "signature").unwrap();
+        let mut policy = Policy::default();
+        policy.artifact_types.insert(SIG.into(), mode);
+        let opts = GcOptions {
+            policy: Some(policy),
+            ..Default::default()
+        };
+        let dry = store
+            .gc(&GcOptions {
+                dry_run: true,
+                ..opts.clone()
+            })
+            .unwrap();
+        let reasons: Vec<_> = dry
+            .removed
+            .iter()
+            .filter(|r| r.digest == sig.as_str())
+            .map(|r| r.reason.clone())
+            .collect();
+        store.gc(&opts).unwrap();
+        assert!(
+            !present(&store, dir.path(), &img),
+            "{mode:?}: the untagged image is not a root"
+        );
+        match mode {
+            Mode::Hard => {
+                assert!(!present(&store, dir.path(), &sig));
+                assert!(reasons[0].contains("referrer of"), "{reasons:?}");
+                assert!(store.list().unwrap().is_empty());
+            }
+            Mode::Soft => {
+                assert!(present(&store, dir.path(), &sig));
+                assert_eq!(store.resolve("signature").unwrap(), sig);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_referrer_pushed_before_its_subject_survives_the_grace_period_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let future = Digest::sha256(b"an image that has not arrived yet");
+    let sig = artifact(&store, SIG, "early", None);
+    // Re-push with a subject field naming the absent image.
+    let early = {
+        let empty = blob(&store, b"{}");
+        let layer = blob(&store, b"early payload");
+        manifest(
+            &store,
+            json!({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": SIG,
+            "config": desc("application/vnd.oci.empty.v1+json", &empty),
+            "layers": [desc("application/octet-stream", &layer)],
+            "subject": {"mediaType": MANIFEST, "digest": future.as_str(), "size": 10}}),
+        )
+    };
+    let r = gc(&store);
+    assert!(
+        present(&store, dir.path(), &early),
+        "inside the grace period it stays"
+    );
+    assert!(
+        !present(&store, dir.path(), &sig),
+        "an unlinked, untagged artifact is plain garbage"
+    );
+    assert_eq!(
+        store
+            .explain(&early, &GcOptions::default())
+            .unwrap()
+            .path
+            .len(),
+        1
+    );
+    assert!(r.removed.iter().all(|x| x.digest != early.as_str()));
+    let r = store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(
+        !present(&store, dir.path(), &early),
+        "after the grace period it goes"
+    );
+    assert!(
+        r.removed
+            .iter()
+            .any(|x| x.digest == early.as_str() && x.reason.contains("dangling"))
+    );
+}
+
+#[test]
+fn a_platform_manifest_in_a_live_index_needs_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let amd = image(&store, "amd64", &["a"]);
+    let arm = image(&store, "arm64", &["b"]);
+    let idx = index_of(&store, &[&amd, &arm]);
+    store.tag(idx.as_str(), "multi").unwrap();
+    let before = fs::read(dir.path().join("index.json")).unwrap();
+    let err = store
+        .delete(amd.as_str(), &DeleteOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused { .. }), "{err}");
+    assert!(err.to_string().contains(idx.as_str()), "{err}");
+    assert!(present(&store, dir.path(), &amd));
+    let dry = store
+        .delete(
+            amd.as_str(),
+            &DeleteOptions {
+                dry_run: true,
+                force: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(dry.removed.len(), 1);
+    assert!(present(&store, dir.path(), &amd));
+    assert_eq!(fs::read(dir.path().join("index.json")).unwrap(), before);
+    store
+        .delete(
+            amd.as_str(),
+            &DeleteOptions {
+                force: true,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+    assert!(!present(&store, dir.path(), &amd));
+    assert!(present(&store, dir.path(), &arm));
+    // A blob a manifest references is refused, even with the manifest unrooted.
+    let layer = store.children(&arm).unwrap().pop().unwrap();
+    let err = store
+        .delete(
+            layer.as_str(),
+            &DeleteOptions {
+                force: true,
+                dry_run: false,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused { .. }), "{err}");
+}
+
+#[test]
+fn content_shared_by_two_images_survives_deleting_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let a = image(&store, "a", &["base layer", "a layer"]);
+    let b = image(&store, "b", &["base layer", "b layer"]);
+    store.tag(a.as_str(), "a").unwrap();
+    store.tag(b.as_str(), "b").unwrap();
+    let b_blobs = all_blobs(&store, &[&b]);
+    store.delete("a", &DeleteOptions::default()).unwrap();
+    store.delete(a.as_str(), &DeleteOptions::default()).unwrap();
+    let r = gc(&store);
+    assert_eq!(
+        r.removed_blobs, 2,
+        "a's config and its own layer: {:?}",
+        r.removed
+    );
+    for d in &b_blobs {
+        assert!(present(&store, dir.path(), d));
+    }
+}
+
+#[test]
+fn untagged_entries_are_roots_unless_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let img = image(&store, "img", &["a"]);
+    let mut b = store.batch().unwrap();
+    b.add_entry(&Entry::new(&img, MANIFEST, size_of(&store, &img), None))
+        .unwrap();
+    b.commit().unwrap();
+    assert_eq!(gc(&store).removed_blobs, 0);
+    let r = store
+        .gc(&GcOptions {
+            delete_untagged: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(r.removed_blobs, 3);
+    assert!(r.index_json_rewritten);
+    let ix: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(ix["manifests"], json!([]));
+}
+
+#[test]
+fn pins_and_leases_are_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let pinned = image(&store, "pinned", &["p"]);
+    store.pin(&pinned).unwrap();
+    let lease = store.lease();
+    let leased = lease
+        .put(
+            &mut &b"a blob of an unfinished push"[..],
+            &PutOptions::default(),
+        )
+        .unwrap()
+        .digest;
+    let r = gc(&store);
+    assert_eq!(r.removed_blobs, 0, "{:?}", r.removed);
+    drop(lease);
+    store.unpin(&pinned).unwrap();
+    gc(&store);
+    assert!(!present(&store, dir.path(), &pinned));
+    assert!(!present(&store, dir.path(), &leased));
+}
+
+/// The race of distribution #2094: a digest the collection's commit removed, pushed again before
+/// the sweeper unlinks it, must end up present and indexed. Driven with the sweep failpoint.
+#[test]
+fn a_blob_pushed_again_while_its_unlink_is_pending_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+    for round in 0..200 {
+        let content = format!("round {round}");
+        let d = blob(&store, content.as_bytes()).0;
+        let pushed = Arc::new(AtomicBool::new(false));
+        {
+            let store2 = Arc::clone(&store);
+            let pushed = Arc::clone(&pushed);
+            let d = d.clone();
+            store.set_sweep_hook(Some(Arc::new(move |removed: &[String]| {
+                assert!(removed.contains(&d.to_string()));
+                // The index no longer has it; the file is still there, its unlink pending.
+                assert!(store2.blob_info(&d).unwrap().is_none());
+                let p = store2
+                    .put(
+                        &mut content.as_bytes(),
+                        &PutOptions {
+                            digest: Some(d.clone()),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                assert!(!p.existed);
+                pushed.store(true, Ordering::SeqCst);
+            })));
+        }
+        let r = gc(&store);
+        assert!(pushed.load(Ordering::SeqCst));
+        assert_eq!(r.removed_blobs, 1);
+        store.set_sweep_hook(None);
+        assert!(
+            present(&store, dir.path(), &d),
+            "round {round}: the re-pushed blob was lost"
+        );
+        assert_eq!(
+            store.read_all(&d).unwrap(),
+            format!("round {round}").as_bytes()
+        );
+        // Collect it for real before the next round.
+        gc(&store);
+        assert!(!present(&store, dir.path(), &d));
+    }
+}
+
+/// The same race with real threads: pushers re-push garbage the collector is sweeping.
+#[test]
+fn pushes_racing_the_sweeper_are_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+    for round in 0..20 {
+        let digests: Vec<_> = (0..50)
+            .map(|i| blob(&store, format!("{round}/{i}").as_bytes()).0)
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let confirmed = Arc::new(Mutex::new(Vec::new()));
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let pusher = {
+            let (store, stop, confirmed) = (
+                Arc::clone(&store),
+                Arc::clone(&stop),
+                Arc::clone(&confirmed),
+            );
+            let digests = digests.clone();
+            std::thread::spawn(move || {
+                let lease = store.lease();
+                for (i, d) in digests.iter().enumerate().rev() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let content = format!("{round}/{i}");
+                    lease
+                        .put(
+                            &mut content.as_bytes(),
+                            &PutOptions {
+                                digest: Some(d.clone()),
+                                ..Default::default()
+                            },
+                        )
+                        .unwrap();
+                    confirmed.lock().unwrap().push(d.clone());
+                }
+                done_tx.send(()).unwrap();
+                // The push is unfinished until released: its lease protects what it wrote.
+                release_rx.recv().unwrap();
+            })
+        };
+        gc(&store);
+        stop.store(true, Ordering::SeqCst);
+        done_rx.recv().unwrap();
+        gc(&store);
+        for d in confirmed.lock().unwrap().iter() {
+            assert!(
+                present(&store, dir.path(), d),
+                "round {round}: confirmed push of {d} lost"
+            );
+        }
+        release_tx.send(()).unwrap();
+        pusher.join().unwrap();
+        gc(&store);
+        for d in &digests {
+            assert!(
+                !present(&store, dir.path(), d),
+                "round {round}: {d} outlived its lease"
+            );
+        }
+    }
+}
+
+#[test]
+fn gc_alongside_four_pushing_threads_loses_nothing() {
+    let runs = std::env::var("OCISTORE_GC_RACE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for run in 0..runs {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+        // Garbage for the collector to chew on while the pushers go.
+        for i in 0..100 {
+            blob(&store, format!("garbage {run}/{i}").as_bytes());
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let pushers: Vec<_> = (0..4)
+            .map(|t| {
+                let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut pushed = Vec::new();
+                    let mut i = 0;
+                    while !done.load(Ordering::SeqCst) || i < 5 {
+                        // A push made of several calls, under a lease until it is tagged.
+                        let lease = store.lease();
+                        let layer = lease.put(&mut format!("shared base {}", i % 3).as_bytes(), &PutOptions::default()).unwrap();
+                        let config = lease.put(&mut format!("config {run}/{t}/{i}").as_bytes(), &PutOptions::default()).unwrap();
+                        let m = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MANIFEST,
+                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest.as_str(), "size": config.size},
+                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.digest.as_str(), "size": layer.size}]}))
+                        .unwrap();
+                        let m = lease.put(&mut &m[..], &PutOptions::default()).unwrap();
+                        store.tag(m.digest.as_str(), &format!("t{t}-{i}")).unwrap();
+                        drop(lease);
+                        pushed.push((format!("t{t}-{i}"), m.digest, vec![layer.digest, config.digest]));
+                        i += 1;
+                    }
+                    pushed
+                })
+            })
+            .collect();
+        for _ in 0..5 {
+            gc(&store);
+        }
+        done.store(true, Ordering::SeqCst);
+        let mut all = Vec::new();
+        for p in pushers {
+            all.extend(p.join().unwrap());
+        }
+        gc(&store);
+        for (tag, m, blobs) in &all {
+            assert_eq!(&store.resolve(tag).unwrap(), m);
+            assert!(
+                present(&store, dir.path(), m),
+                "run {run}: {tag} lost its manifest"
+            );
+            for b in blobs {
+                assert!(present(&store, dir.path(), b), "run {run}: {tag} lost {b}");
+            }
+        }
+        for i in 0..100 {
+            let g = Digest::sha256(format!("garbage {run}/{i}").as_bytes());
+            assert!(!present(&store, dir.path(), &g));
+        }
+    }
+}
+
+#[test]
+fn explain_gives_the_path_from_a_root_or_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let amd = image(&store, "amd64", &["a"]);
+    let idx = index_of(&store, &[&amd]);
+    store.tag(idx.as_str(), "multi").unwrap();
+    let sig = artifact(&store, SIG, "sig", Some(&amd));
+    let sig_layer = store
+        .children(&sig)
+        .unwrap()
+        .into_iter()
+        .find(|c| c != &Digest::sha256(b"{}"))
+        .unwrap();
+    let e = store.explain(&sig_layer, &GcOptions::default()).unwrap();
+    assert!(e.live);
+    assert_eq!(e.path.len(), 4, "{:?}", e.path);
+    assert!(e.path[0].starts_with("tag multi"));
+    assert!(e.path[2].contains("<- referrer"));
+    store.untag("multi").unwrap();
+    let e = store.explain(&idx, &GcOptions::default()).unwrap();
+    assert!(!e.live);
+    assert_eq!(e.reason.as_deref(), Some("unreachable from any root"));
+}
+
+#[test]
+fn a_collection_with_nothing_to_do_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let img = image(&store, "img", &["a"]);
+    store.tag(img.as_str(), "img").unwrap();
+    let ix = fs::metadata(dir.path().join("index.json")).unwrap();
+    let r = gc(&store);
+    assert_eq!(
+        (r.removed_blobs, r.index_json_rewritten, r.orphan_walk),
+        (0, false, false)
+    );
+    assert_eq!(r.kept_blobs, 3);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(dir.path().join("index.json")).unwrap().ino(),
+        ix.ino()
+    );
+}
+
+#[test]
+fn orphan_files_and_stale_temp_files_go_when_a_walk_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Store::init(root, &Options::default()).unwrap();
+    let img = image(&store, "img", &["a"]);
+    store.tag(img.as_str(), "img").unwrap();
+    // Files the index does not know: an orphan blob (as a crashed writer or another tool
+    // leaves them) and a dead writer's temporary file.
+    let orphan = Digest::sha256(b"orphan");
+    fs::write(root.join(orphan.blob_path()), b"orphan").unwrap();
+    fs::write(root.join(".ocistore/ingest/ingest-999-1-dead"), b"partial").unwrap();
+    // No walk is due: the orphan stays (the walk does not run on every collection).
+    let r = gc(&store);
+    assert!(!r.orphan_walk);
+    assert!(root.join(orphan.blob_path()).exists());
+    // On request, with the grace over, both go; live content stays.
+    let r = store
+        .gc(&GcOptions {
+            scan_orphans: true,
+            grace: Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(r.orphan_walk);
+    assert_eq!((r.orphan_files, r.temp_files), (1, 1));
+    assert!(!root.join(orphan.blob_path()).exists());
+    assert!(present(&store, root, &img));
+    for c in store.children(&img).unwrap() {
+        assert!(present(&store, root, &c));
+    }
+}
