@@ -291,20 +291,34 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             media_type,
             tags,
         } => {
+            for t in tags {
+                ocistore::validate_tag(t)?;
+            }
+            let mut input: Box<dyn Read> = if file == Path::new("-") {
+                Box::new(io::stdin().lock())
+            } else {
+                let meta = std::fs::metadata(file).map_err(|e| Error::io("open", file, e))?;
+                if !meta.is_file() {
+                    return Err(Error::io(
+                        "put",
+                        file,
+                        io::Error::other("not a regular file"),
+                    ));
+                }
+                Box::new(std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?)
+            };
             let store = Store::open(&cli.store, &options(cli))?;
             let opts = PutOptions {
                 media_type: media_type.clone(),
                 ..PutOptions::default()
             };
-            let put = if file == Path::new("-") {
-                store.put(&mut io::stdin().lock(), &opts)?
-            } else {
-                let mut f = std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?;
-                store.put(&mut f as &mut dyn Read, &opts)?
-            };
+            // The content and its tags commit together, or not at all.
+            let mut batch = store.batch()?;
+            let put = batch.put(&mut input, &opts)?;
             for t in tags {
-                store.tag(put.digest.as_str(), t)?;
+                batch.tag(put.digest.as_str(), t)?;
             }
+            batch.commit()?;
             if cli.json {
                 return print_json(&put);
             }

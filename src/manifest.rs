@@ -64,6 +64,17 @@ impl Kind {
         }
     }
 
+    /// Kinds of one family share a shape (an OCI index and a Docker list, an OCI image manifest
+    /// and a Docker one), so a descriptor may name one for the other.
+    fn family(self) -> u8 {
+        match self {
+            Kind::OciManifest | Kind::DockerManifest => 0,
+            Kind::OciIndex | Kind::DockerManifestList => 1,
+            Kind::ArtifactManifest => 2,
+            Kind::DockerSchema1 => 3,
+        }
+    }
+
     /// Whether documents of this kind list other manifests.
     pub fn is_index(self) -> bool {
         matches!(self, Kind::OciIndex | Kind::DockerManifestList)
@@ -205,10 +216,21 @@ pub fn parse(bytes: &[u8], declared: Option<&str>) -> Result<Option<Parsed>> {
         Err(e) if strict => return Err(Error::manifest(None, e.to_string())),
         Err(_) => return Ok(None),
     };
-    let kind = doc
-        .media_type
-        .as_deref()
-        .and_then(classify)
+    let own = doc.media_type.as_deref().and_then(classify);
+    if strict
+        && let (Some(own), Some(declared_kind)) = (own, declared.and_then(classify))
+        && own.family() != declared_kind.family()
+    {
+        return Err(Error::manifest(
+            None,
+            format!(
+                "declared as {} but its mediaType is {}",
+                declared.unwrap_or_default(),
+                doc.media_type.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let kind = own
         .or_else(|| declared.and_then(classify))
         .or_else(|| infer_kind(&doc));
     let Some(kind) = kind else {

@@ -470,9 +470,11 @@ impl Store {
             self.report.recovered = true;
             let mut warnings = Vec::new();
             let files = scan::list_blob_files(&self.layout, &mut warnings)?;
+            // Files whose rows a collection removed are not unknown: their unlink is pending.
+            let pending: HashSet<String> = w.pending()?.into_iter().collect();
             let mut unknown = Vec::new();
             for (d, size) in files {
-                if w.blob(d.as_str())?.is_none() {
+                if w.blob(d.as_str())?.is_none() && !pending.contains(d.as_str()) {
                     unknown.push((d, size));
                 }
             }
@@ -809,11 +811,22 @@ fn resolve_with(
     }
     match Digest::parse(reference) {
         Ok(d) => Ok(d),
+        // `sha256:ABC…` is a valid tag name too; name the digest problem when it meant a digest.
+        Err(e) if looks_like_digest(reference) => Err(e),
         Err(_) if validate_tag(reference).is_ok() => {
             Err(Error::NotFound(format!("tag {reference:?}")))
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether `reference` starts with a registered algorithm name, in any case, and a colon.
+fn looks_like_digest(reference: &str) -> bool {
+    reference.split_once(':').is_some_and(|(alg, _)| {
+        ["sha256", "sha512", "blake3"]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(alg))
+    })
 }
 
 /// Removes what a crashed writer left in `.ocistore/ingest/`. Called with the writer lock held.

@@ -80,7 +80,7 @@ pub fn stage(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read input for", tmp.path(), e)),
+            Err(e) => return Err(Error::io("read", "the input", e)),
         };
         let chunk = &buf[..n];
         total += n as u64;

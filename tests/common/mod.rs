@@ -862,3 +862,50 @@ pub fn ingest_files(root: &Path) -> Vec<PathBuf> {
         Err(_) => Vec::new(),
     }
 }
+
+/// The digests (`sha256:<hex>`) of the files under `<root>/blobs/sha256/`.
+pub fn blob_digests(root: &Path) -> std::collections::BTreeSet<String> {
+    match fs::read_dir(root.join("blobs").join("sha256")) {
+        Ok(rd) => rd
+            .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+            .collect(),
+        Err(_) => Default::default(),
+    }
+}
+
+/// Everything reachable from `roots` through strong edges (`config`, `layers`, `manifests`,
+/// `blobs`; never `subject`), found by reading the JSON files of the layout at `root` with this
+/// module's own parsing, independently of the store. Digests whose files are absent (or are not
+/// JSON) are included but not followed.
+pub fn strong_closure(root: &Path, roots: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack: Vec<String> = roots.iter().map(|s| (*s).to_owned()).collect();
+    while let Some(d) = stack.pop() {
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        let Some(hex) = d.strip_prefix("sha256:") else {
+            continue;
+        };
+        let Ok(bytes) = fs::read(root.join("blobs").join("sha256").join(hex)) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
+        if let Some(c) = doc.get("config").and_then(|c| c.get("digest")) {
+            stack.push(c.as_str().unwrap().to_owned());
+        }
+        for list in ["layers", "manifests", "blobs"] {
+            for desc in doc
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                stack.push(desc["digest"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    seen
+}
