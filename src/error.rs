@@ -174,6 +174,18 @@ macro_rules! from_redb {
         }
     )*};
 }
+impl From<std::cell::BorrowError> for Error {
+    fn from(_: std::cell::BorrowError) -> Self {
+        Error::Index("internal: a table was borrowed twice".into())
+    }
+}
+
+impl From<std::cell::BorrowMutError> for Error {
+    fn from(_: std::cell::BorrowMutError) -> Self {
+        Error::Index("internal: a table was borrowed twice".into())
+    }
+}
+
 from_redb!(
     redb::Error,
     redb::DatabaseError,

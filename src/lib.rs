@@ -39,6 +39,7 @@ pub mod referrers;
 pub mod refname;
 mod scan;
 mod store;
+pub mod synth;
 
 pub use catalog::{BlobRecord, Counts, ManifestRecord};
 pub use digest::{Algorithm, Digest};

@@ -126,6 +126,36 @@ enum Command {
         /// A tag or digest.
         reference: String,
     },
+    /// Write a synthetic OCI layout (for benchmarks), with the expected live set in
+    /// OUT/synth-truth.json.
+    Synth {
+        /// The directory to create.
+        out: PathBuf,
+        /// Number of images.
+        #[arg(long, default_value_t = 100)]
+        images: usize,
+        /// Layers per image.
+        #[arg(long, default_value_t = 3)]
+        layers: usize,
+        /// Fraction of layers drawn from a shared pool.
+        #[arg(long, default_value_t = 0.3)]
+        shared: f64,
+        /// Referrer chains per image, on average.
+        #[arg(long, default_value_t = 1.0)]
+        referrers: f64,
+        /// Fraction of tags removed at the end.
+        #[arg(long, default_value_t = 0.0)]
+        untag: f64,
+        /// Orphan blobs to add.
+        #[arg(long, default_value_t = 0)]
+        orphans: usize,
+        /// Write real tar layers.
+        #[arg(long)]
+        real_tar: bool,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Build a sample store and print its graph.
     Demo {
         /// Where to build it (a new temporary directory by default).
@@ -514,6 +544,55 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 return Err(Error::NotFound(format!("pin of {d}")));
             }
             say(format!("unpinned {d}"))
+        }
+        Command::Synth {
+            out,
+            images,
+            layers,
+            shared,
+            referrers,
+            untag,
+            orphans,
+            real_tar,
+            seed,
+        } => {
+            if out.exists()
+                && std::fs::read_dir(out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(Error::io(
+                    "synth into",
+                    out,
+                    io::Error::other("directory exists and is not empty"),
+                ));
+            }
+            let r = ocistore::synth::synth(
+                out,
+                &ocistore::synth::SynthOptions {
+                    images: *images,
+                    layers: *layers,
+                    shared: *shared,
+                    referrers: *referrers,
+                    untag: *untag,
+                    orphans: *orphans,
+                    real_tar: *real_tar,
+                    seed: *seed,
+                },
+            )?;
+            if cli.json {
+                return print_json(&r);
+            }
+            say(format!(
+                "{} blobs ({} bytes), {} manifests, {} tags; expected: {} live, {} garbage ({} bytes)",
+                r.blobs,
+                r.bytes,
+                r.manifests,
+                r.tags,
+                r.live_blobs,
+                r.garbage_blobs,
+                r.garbage_bytes
+            ))
         }
         Command::Demo { dir } => {
             let dir = match dir {

@@ -498,6 +498,7 @@ impl Store {
             w.set_meta(meta::ORPHAN_WALK, b"1")?;
             self.report.reconciled = Some(r);
         }
+        drop(w);
         txn.commit()?;
         Ok(())
     }
@@ -593,6 +594,7 @@ impl Store {
                 return Ok(None);
             }
             w.touch(d.as_str())?;
+            drop(w);
             txn.commit()?;
         }
         let r = self.db.read()?;
@@ -869,6 +871,7 @@ fn build_index(
                 r.repeated_tags
             ));
         }
+        drop(w);
         txn.commit()?;
     }
     fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
@@ -1146,6 +1149,7 @@ impl Batch<'_> {
             media_type: parsed.map(|p| p.media_type),
             existed: false,
         };
+        drop(w);
         self.staged.push(staged);
         Ok(put)
     }
@@ -1169,6 +1173,7 @@ impl Batch<'_> {
             _ => Entry::new(&digest, &m.media_type, m.size, Some(tag)).to_bytes(),
         };
         w.set_tag(tag, digest.as_str(), &entry)?;
+        drop(w);
         self.index_dirty = true;
         Ok(digest)
     }
@@ -1186,6 +1191,7 @@ impl Batch<'_> {
             }
             None => w.add_untagged(entry.digest.as_str(), &entry.to_bytes())?,
         }
+        drop(w);
         self.index_dirty = true;
         Ok(())
     }
@@ -1196,6 +1202,7 @@ impl Batch<'_> {
         let d = w
             .remove_tag(tag)?
             .ok_or_else(|| Error::NotFound(format!("tag {tag:?}")))?;
+        drop(w);
         self.index_dirty = true;
         catalog::stored_digest(&d)
     }
@@ -1230,7 +1237,7 @@ impl Batch<'_> {
             sync_dir(d)?;
         }
         if self.index_dirty {
-            self.store.write_index_json(&self.txn)?;
+            self.store.write_index_json(&self.writer())?;
         }
         self.txn.commit()?;
         Ok(())
@@ -1240,8 +1247,7 @@ impl Batch<'_> {
 impl Store {
     /// Rewrites index.json from the transaction's state, first taking in any change another
     /// tool made to the file since the store last wrote it.
-    pub(crate) fn write_index_json(&self, txn: &WriteTransaction) -> Result<()> {
-        let w = Writer::new(txn);
+    pub(crate) fn write_index_json(&self, w: &Writer<'_>) -> Result<()> {
         let path = self.layout.index_json();
         let fp = w
             .meta(meta::INDEX_JSON)?
@@ -1249,7 +1255,7 @@ impl Store {
         if !fp.as_ref().map_or(Ok(false), |fp| fp.matches(&path))? && path.exists() {
             let (theirs, _) = IndexJson::read(&path)?;
             let base = reader_entries(&self.db.read()?)?;
-            merge_index(&w, &self.layout, &self.options, &base, &theirs)?;
+            merge_index(w, &self.layout, &self.options, &base, &theirs)?;
         }
         let extra = match w.meta(meta::INDEX_EXTRA)? {
             Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Index(e.to_string()))?,

@@ -23,6 +23,7 @@
 //!   yet (the sweep's intent record). `CHANGED` records digests written while a collection runs.
 //! - `PINS` holds pinned digests.
 
+use std::cell::{RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -225,7 +226,7 @@ macro_rules! reads {
     () => {
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
-            let t = self.txn.open_table(BLOBS)?;
+            let t = self.t_blobs()?;
             let r = t
                 .get(digest)?
                 .map(|v| BlobRecord::decode(v.value()))
@@ -235,7 +236,7 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
-            let t = self.txn.open_table(MANIFESTS)?;
+            let t = self.t_manifests()?;
             let r = t
                 .get(digest)?
                 .map(|v| decode_manifest(v.value()))
@@ -246,7 +247,7 @@ macro_rules! reads {
         /// A tag's digest and index.json entry.
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn tag(&self, tag: &str) -> Result<Option<(String, Vec<u8>)>> {
-            let t = self.txn.open_table(TAGS)?;
+            let t = self.t_tags()?;
             let r = t.get(tag)?.map(|v| {
                 let (d, e) = v.value();
                 (d.to_owned(), e.to_vec())
@@ -256,7 +257,7 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn tags(&self) -> Result<Vec<TagRow>> {
-            let t = self.txn.open_table(TAGS)?;
+            let t = self.t_tags()?;
             let mut out = Vec::new();
             for row in t.iter()? {
                 let (k, v) = row?;
@@ -272,17 +273,17 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
-            strings(&self.txn.open_multimap_table(TAGS_BY_DIGEST)?, digest)
+            strings(&*self.t_tags_by_digest()?, digest)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
-            strings(&self.txn.open_multimap_table(EDGES)?, digest)
+            strings(&*self.t_edges()?, digest)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn untagged(&self) -> Result<Vec<(String, Vec<u8>)>> {
-            let t = self.txn.open_multimap_table(UNTAGGED)?;
+            let t = self.t_untagged()?;
             let mut out = Vec::new();
             for row in t.iter()? {
                 let (k, vals) = row?;
@@ -295,7 +296,7 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn referrers(&self, subject: &str) -> Result<Vec<(String, Source)>> {
-            let t = self.txn.open_multimap_table(REFERRERS)?;
+            let t = self.t_referrers()?;
             let mut out = Vec::new();
             for v in t.get(subject)? {
                 let v = v?;
@@ -310,46 +311,46 @@ macro_rules! reads {
         /// The subjects a referrer is linked to, with the source of each link.
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn subjects(&self, referrer: &str) -> Result<Vec<(String, Source)>> {
-            subjects_in(&self.txn.open_multimap_table(SUBJECTS)?, referrer)
+            subjects_in(&*self.t_subjects()?, referrer)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn counts(&self, digest: &str) -> Result<[u32; 4]> {
-            let t = self.txn.open_table(COUNTS)?;
+            let t = self.t_counts()?;
             let r = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
             Ok(r)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn is_pinned(&self, digest: &str) -> Result<bool> {
-            let t = self.txn.open_table(PINS)?;
+            let t = self.t_pins()?;
             let r = t.get(digest)?.is_some();
             Ok(r)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn pins(&self) -> Result<Vec<String>> {
-            keys(&self.txn.open_table(PINS)?)
+            keys(&*self.t_pins()?)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn pending(&self) -> Result<Vec<String>> {
-            keys(&self.txn.open_table(PENDING)?)
+            keys(&*self.t_pending()?)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn candidates(&self) -> Result<Vec<String>> {
-            keys(&self.txn.open_table(CANDIDATES)?)
+            keys(&*self.t_candidates()?)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn parents(&self, digest: &str) -> Result<Vec<String>> {
-            strings(&self.txn.open_multimap_table(PARENTS)?, digest)
+            strings(&*self.t_parents()?, digest)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-            let t = self.txn.open_table(META)?;
+            let t = self.t_meta()?;
             let r = t.get(key)?.map(|v| v.value().to_vec());
             Ok(r)
         }
@@ -375,13 +376,95 @@ fn strings(
     Ok(out)
 }
 
+/// A value that derefs to itself, so that [`Reader`]'s fresh tables and [`Writer`]'s cached
+/// ones are used the same way by the shared reads.
+pub(crate) struct Own<T>(T);
+
+impl<T> std::ops::Deref for Own<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+#[allow(dead_code)] // not every table is read through a Reader
+impl Reader {
+    fn t_blobs(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
+        Ok(Own(self.txn.open_table(BLOBS)?))
+    }
+
+    fn t_manifests(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
+        Ok(Own(self.txn.open_table(MANIFESTS)?))
+    }
+
+    fn t_edges(&self) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static str>>> {
+        Ok(Own(self.txn.open_multimap_table(EDGES)?))
+    }
+
+    fn t_parents(&self) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static str>>> {
+        Ok(Own(self.txn.open_multimap_table(PARENTS)?))
+    }
+
+    fn t_referrers(
+        &self,
+    ) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>> {
+        Ok(Own(self.txn.open_multimap_table(REFERRERS)?))
+    }
+
+    fn t_tags(
+        &self,
+    ) -> Result<Own<redb::ReadOnlyTable<&'static str, (&'static str, &'static [u8])>>> {
+        Ok(Own(self.txn.open_table(TAGS)?))
+    }
+
+    fn t_tags_by_digest(
+        &self,
+    ) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static str>>> {
+        Ok(Own(self.txn.open_multimap_table(TAGS_BY_DIGEST)?))
+    }
+
+    fn t_untagged(&self) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static [u8]>>> {
+        Ok(Own(self.txn.open_multimap_table(UNTAGGED)?))
+    }
+
+    fn t_meta(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
+        Ok(Own(self.txn.open_table(META)?))
+    }
+
+    fn t_subjects(
+        &self,
+    ) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>> {
+        Ok(Own(self.txn.open_multimap_table(SUBJECTS)?))
+    }
+
+    fn t_counts(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, [u32; 4]>>> {
+        Ok(Own(self.txn.open_table(COUNTS)?))
+    }
+
+    fn t_candidates(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, ()>>> {
+        Ok(Own(self.txn.open_table(CANDIDATES)?))
+    }
+
+    fn t_pending(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, u64>>> {
+        Ok(Own(self.txn.open_table(PENDING)?))
+    }
+
+    fn t_changed(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, ()>>> {
+        Ok(Own(self.txn.open_table(CHANGED)?))
+    }
+
+    fn t_pins(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, u64>>> {
+        Ok(Own(self.txn.open_table(PINS)?))
+    }
+}
+
 impl Reader {
     pub(crate) fn new(txn: ReadTransaction) -> Reader {
         Reader { txn }
     }
 
     pub(crate) fn for_each_blob(&self, mut f: impl FnMut(&str, BlobRecord)) -> Result<()> {
-        for row in self.txn.open_table(BLOBS)?.iter()? {
+        for row in self.t_blobs()?.iter()? {
             let (k, v) = row?;
             f(k.value(), BlobRecord::decode(v.value())?);
         }
@@ -389,7 +472,7 @@ impl Reader {
     }
 
     pub(crate) fn for_each_manifest(&self, mut f: impl FnMut(&str, ManifestRecord)) -> Result<()> {
-        for row in self.txn.open_table(MANIFESTS)?.iter()? {
+        for row in self.t_manifests()?.iter()? {
             let (k, v) = row?;
             f(k.value(), decode_manifest(v.value())?);
         }
@@ -397,7 +480,7 @@ impl Reader {
     }
 
     pub(crate) fn for_each_edge(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
-        for row in self.txn.open_multimap_table(EDGES)?.iter()? {
+        for row in self.t_edges()?.iter()? {
             let (k, vals) = row?;
             for v in vals {
                 f(k.value(), v?.value());
@@ -408,7 +491,7 @@ impl Reader {
 
     /// Every referrer edge (all sources), as (subject, referrer).
     pub(crate) fn for_each_referrer(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
-        for row in self.txn.open_multimap_table(REFERRERS)?.iter()? {
+        for row in self.t_referrers()?.iter()? {
             let (k, vals) = row?;
             for v in vals {
                 f(k.value(), v?.value().0);
@@ -420,7 +503,7 @@ impl Reader {
     reads!();
 
     pub(crate) fn table_sizes(&self) -> Result<Counts> {
-        let blobs = self.txn.open_table(BLOBS)?;
+        let blobs = self.t_blobs()?;
         let mut c = Counts::default();
         for row in blobs.iter()? {
             let (_, v) = row?;
@@ -429,10 +512,10 @@ impl Reader {
             c.bytes += rec.size;
             c.manifests += u64::from(rec.manifest);
         }
-        c.tags = self.txn.open_table(TAGS)?.len()?;
-        c.untagged = self.txn.open_multimap_table(UNTAGGED)?.len()?;
-        c.edges = self.txn.open_multimap_table(EDGES)?.len()?;
-        c.referrer_edges = self.txn.open_multimap_table(REFERRERS)?.len()?;
+        c.tags = self.t_tags()?.len()?;
+        c.untagged = self.t_untagged()?.len()?;
+        c.edges = self.t_edges()?.len()?;
+        c.referrer_edges = self.t_referrers()?.len()?;
         Ok(c)
     }
 }
@@ -461,36 +544,201 @@ pub(crate) struct Writer<'t> {
     txn: &'t WriteTransaction,
     /// Record written digests in `CHANGED` (a collection is running).
     track: bool,
+    /// Tables opened once per writer (opening a table costs more than most operations on it).
+    blobs: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
+    manifests: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
+    edges: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
+    parents: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
+    referrers: RefCell<Option<redb::MultimapTable<'t, &'static str, (&'static str, u8)>>>,
+    tags: RefCell<Option<redb::Table<'t, &'static str, (&'static str, &'static [u8])>>>,
+    tags_by_digest: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
+    untagged: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static [u8]>>>,
+    meta: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
+    subjects: RefCell<Option<redb::MultimapTable<'t, &'static str, (&'static str, u8)>>>,
+    counts: RefCell<Option<redb::Table<'t, &'static str, [u32; 4]>>>,
+    candidates: RefCell<Option<redb::Table<'t, &'static str, ()>>>,
+    pending: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
+    changed: RefCell<Option<redb::Table<'t, &'static str, ()>>>,
+    pins: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
 }
 
 impl<'t> Writer<'t> {
+    fn t_blobs(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, &'static [u8]>>> {
+        if self.blobs.try_borrow()?.is_none() {
+            *self.blobs.try_borrow_mut()? = Some(self.txn.open_table(BLOBS)?);
+        }
+        RefMut::filter_map(self.blobs.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table blobs vanished".into()))
+    }
+
+    fn t_manifests(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, &'static [u8]>>> {
+        if self.manifests.try_borrow()?.is_none() {
+            *self.manifests.try_borrow_mut()? = Some(self.txn.open_table(MANIFESTS)?);
+        }
+        RefMut::filter_map(self.manifests.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table manifests vanished".into()))
+    }
+
+    fn t_edges(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+        if self.edges.try_borrow()?.is_none() {
+            *self.edges.try_borrow_mut()? = Some(self.txn.open_multimap_table(EDGES)?);
+        }
+        RefMut::filter_map(self.edges.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table edges vanished".into()))
+    }
+
+    fn t_parents(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+        if self.parents.try_borrow()?.is_none() {
+            *self.parents.try_borrow_mut()? = Some(self.txn.open_multimap_table(PARENTS)?);
+        }
+        RefMut::filter_map(self.parents.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table parents vanished".into()))
+    }
+
+    fn t_referrers(
+        &self,
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, (&'static str, u8)>>> {
+        if self.referrers.try_borrow()?.is_none() {
+            *self.referrers.try_borrow_mut()? = Some(self.txn.open_multimap_table(REFERRERS)?);
+        }
+        RefMut::filter_map(self.referrers.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table referrers vanished".into()))
+    }
+
+    fn t_tags(
+        &self,
+    ) -> Result<RefMut<'_, redb::Table<'t, &'static str, (&'static str, &'static [u8])>>> {
+        if self.tags.try_borrow()?.is_none() {
+            *self.tags.try_borrow_mut()? = Some(self.txn.open_table(TAGS)?);
+        }
+        RefMut::filter_map(self.tags.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table tags vanished".into()))
+    }
+
+    fn t_tags_by_digest(
+        &self,
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+        if self.tags_by_digest.try_borrow()?.is_none() {
+            *self.tags_by_digest.try_borrow_mut()? =
+                Some(self.txn.open_multimap_table(TAGS_BY_DIGEST)?);
+        }
+        RefMut::filter_map(self.tags_by_digest.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table tags_by_digest vanished".into()))
+    }
+
+    fn t_untagged(
+        &self,
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static [u8]>>> {
+        if self.untagged.try_borrow()?.is_none() {
+            *self.untagged.try_borrow_mut()? = Some(self.txn.open_multimap_table(UNTAGGED)?);
+        }
+        RefMut::filter_map(self.untagged.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table untagged vanished".into()))
+    }
+
+    fn t_meta(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, &'static [u8]>>> {
+        if self.meta.try_borrow()?.is_none() {
+            *self.meta.try_borrow_mut()? = Some(self.txn.open_table(META)?);
+        }
+        RefMut::filter_map(self.meta.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table meta vanished".into()))
+    }
+
+    fn t_subjects(
+        &self,
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, (&'static str, u8)>>> {
+        if self.subjects.try_borrow()?.is_none() {
+            *self.subjects.try_borrow_mut()? = Some(self.txn.open_multimap_table(SUBJECTS)?);
+        }
+        RefMut::filter_map(self.subjects.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table subjects vanished".into()))
+    }
+
+    fn t_counts(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, [u32; 4]>>> {
+        if self.counts.try_borrow()?.is_none() {
+            *self.counts.try_borrow_mut()? = Some(self.txn.open_table(COUNTS)?);
+        }
+        RefMut::filter_map(self.counts.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table counts vanished".into()))
+    }
+
+    fn t_candidates(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, ()>>> {
+        if self.candidates.try_borrow()?.is_none() {
+            *self.candidates.try_borrow_mut()? = Some(self.txn.open_table(CANDIDATES)?);
+        }
+        RefMut::filter_map(self.candidates.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table candidates vanished".into()))
+    }
+
+    fn t_pending(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, u64>>> {
+        if self.pending.try_borrow()?.is_none() {
+            *self.pending.try_borrow_mut()? = Some(self.txn.open_table(PENDING)?);
+        }
+        RefMut::filter_map(self.pending.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table pending vanished".into()))
+    }
+
+    fn t_changed(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, ()>>> {
+        if self.changed.try_borrow()?.is_none() {
+            *self.changed.try_borrow_mut()? = Some(self.txn.open_table(CHANGED)?);
+        }
+        RefMut::filter_map(self.changed.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table changed vanished".into()))
+    }
+
+    fn t_pins(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, u64>>> {
+        if self.pins.try_borrow()?.is_none() {
+            *self.pins.try_borrow_mut()? = Some(self.txn.open_table(PINS)?);
+        }
+        RefMut::filter_map(self.pins.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table pins vanished".into()))
+    }
+
     pub(crate) fn new(txn: &'t WriteTransaction) -> Writer<'t> {
-        Writer { txn, track: false }
+        Writer::tracking(txn, false)
     }
 
     /// A writer that records every digest it writes in `CHANGED`, for a running collection.
     pub(crate) fn tracking(txn: &'t WriteTransaction, track: bool) -> Writer<'t> {
-        Writer { txn, track }
+        Writer {
+            txn,
+            track,
+            blobs: RefCell::new(None),
+            manifests: RefCell::new(None),
+            edges: RefCell::new(None),
+            parents: RefCell::new(None),
+            referrers: RefCell::new(None),
+            tags: RefCell::new(None),
+            tags_by_digest: RefCell::new(None),
+            untagged: RefCell::new(None),
+            meta: RefCell::new(None),
+            subjects: RefCell::new(None),
+            counts: RefCell::new(None),
+            candidates: RefCell::new(None),
+            pending: RefCell::new(None),
+            changed: RefCell::new(None),
+            pins: RefCell::new(None),
+        }
     }
 
     reads!();
 
     /// Creates every table, so that readers never meet a missing one, and checks the schema.
     pub(crate) fn migrate(&self) -> Result<()> {
-        self.txn.open_table(BLOBS)?;
-        self.txn.open_table(MANIFESTS)?;
-        self.txn.open_multimap_table(EDGES)?;
-        self.txn.open_multimap_table(PARENTS)?;
-        self.txn.open_multimap_table(REFERRERS)?;
-        self.txn.open_table(TAGS)?;
-        self.txn.open_multimap_table(TAGS_BY_DIGEST)?;
-        self.txn.open_multimap_table(UNTAGGED)?;
-        self.txn.open_multimap_table(SUBJECTS)?;
-        self.txn.open_table(COUNTS)?;
-        self.txn.open_table(CANDIDATES)?;
-        self.txn.open_table(PENDING)?;
-        self.txn.open_table(CHANGED)?;
-        self.txn.open_table(PINS)?;
+        self.t_blobs()?;
+        self.t_manifests()?;
+        self.t_edges()?;
+        self.t_parents()?;
+        self.t_referrers()?;
+        self.t_tags()?;
+        self.t_tags_by_digest()?;
+        self.t_untagged()?;
+        self.t_subjects()?;
+        self.t_counts()?;
+        self.t_candidates()?;
+        self.t_pending()?;
+        self.t_changed()?;
+        self.t_pins()?;
         match self.meta(meta::SCHEMA)? {
             None => self.set_meta(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()),
             Some(v) => {
@@ -511,7 +759,7 @@ impl<'t> Writer<'t> {
     /// Records `digest` in `CHANGED` when tracking.
     pub(crate) fn touch(&self, digest: &str) -> Result<()> {
         if self.track {
-            self.txn.open_table(CHANGED)?.insert(digest, ())?;
+            self.t_changed()?.insert(digest, ())?;
         }
         Ok(())
     }
@@ -520,7 +768,7 @@ impl<'t> Writer<'t> {
     pub(crate) fn insert_blob(&self, digest: &str, rec: BlobRecord) -> Result<bool> {
         self.touch(digest)?;
         {
-            let mut t = self.txn.open_table(BLOBS)?;
+            let mut t = self.t_blobs()?;
             if t.get(digest)?.is_some() {
                 return Ok(false);
             }
@@ -539,7 +787,7 @@ impl<'t> Writer<'t> {
     /// Records a parsed manifest with its edges. The blob row is written first, by the caller.
     pub(crate) fn insert_manifest(&self, digest: &str, size: u64, parsed: &Parsed) -> Result<()> {
         {
-            let mut manifests = self.txn.open_table(MANIFESTS)?;
+            let mut manifests = self.t_manifests()?;
             if manifests.get(digest)?.is_some() {
                 return Ok(());
             }
@@ -554,14 +802,9 @@ impl<'t> Writer<'t> {
             manifests.insert(digest, bytes.as_slice())?;
         }
         for c in &parsed.children {
-            let existed = self
-                .txn
-                .open_multimap_table(EDGES)?
-                .insert(digest, c.digest.as_str())?;
+            let existed = self.t_edges()?.insert(digest, c.digest.as_str())?;
             if !existed {
-                self.txn
-                    .open_multimap_table(PARENTS)?
-                    .insert(c.digest.as_str(), digest)?;
+                self.t_parents()?.insert(c.digest.as_str(), digest)?;
                 self.bump(c.digest.as_str(), count::PARENTS, 1)?;
             }
         }
@@ -577,28 +820,22 @@ impl<'t> Writer<'t> {
     /// Adds a referrer edge, in both directions.
     pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
         self.touch(referrer)?;
-        self.txn
-            .open_multimap_table(REFERRERS)?
+        self.t_referrers()?
             .insert(subject, (referrer, src.code()))?;
-        self.txn
-            .open_multimap_table(SUBJECTS)?
-            .insert(referrer, (subject, src.code()))?;
+        self.t_subjects()?.insert(referrer, (subject, src.code()))?;
         self.recount(referrer)
     }
 
     /// Removes a referrer edge, in both directions.
     pub(crate) fn remove_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
-        self.txn
-            .open_multimap_table(REFERRERS)?
+        self.t_referrers()?
             .remove(subject, (referrer, src.code()))?;
-        self.txn
-            .open_multimap_table(SUBJECTS)?
-            .remove(referrer, (subject, src.code()))?;
+        self.t_subjects()?.remove(referrer, (subject, src.code()))?;
         self.recount(referrer)
     }
 
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
-        let mut t = self.txn.open_table(COUNTS)?;
+        let mut t = self.t_counts()?;
         let mut row = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
         row[which] = (i64::from(row[which]) + delta).clamp(0, i64::from(u32::MAX)) as u32;
         if row == [0; 4] {
@@ -621,7 +858,7 @@ impl<'t> Writer<'t> {
             && row[count::PARENTS] == 0
             && row[count::SUBJECT_LINKS] == 0
             && (row[count::TAG_ROOTS] == 0 || !self.subjects(digest)?.is_empty());
-        let mut t = self.txn.open_table(CANDIDATES)?;
+        let mut t = self.t_candidates()?;
         if candidate {
             t.insert(digest, ())?;
         } else {
@@ -635,10 +872,8 @@ impl<'t> Writer<'t> {
     pub(crate) fn set_tag(&self, tag: &str, digest: &str, entry: &[u8]) -> Result<Option<String>> {
         let old = self.remove_tag(tag)?;
         self.touch(digest)?;
-        self.txn.open_table(TAGS)?.insert(tag, (digest, entry))?;
-        self.txn
-            .open_multimap_table(TAGS_BY_DIGEST)?
-            .insert(digest, tag)?;
+        self.t_tags()?.insert(tag, (digest, entry))?;
+        self.t_tags_by_digest()?.insert(digest, tag)?;
         if ReferrerTag::parse(tag).is_none() {
             self.bump(digest, count::TAG_ROOTS, 1)?;
         }
@@ -648,15 +883,9 @@ impl<'t> Writer<'t> {
 
     /// Removes `tag`; returns the digest it named.
     pub(crate) fn remove_tag(&self, tag: &str) -> Result<Option<String>> {
-        let old = self
-            .txn
-            .open_table(TAGS)?
-            .remove(tag)?
-            .map(|v| v.value().0.to_owned());
+        let old = self.t_tags()?.remove(tag)?.map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
-            self.txn
-                .open_multimap_table(TAGS_BY_DIGEST)?
-                .remove(d.as_str(), tag)?;
+            self.t_tags_by_digest()?.remove(d.as_str(), tag)?;
             if ReferrerTag::parse(tag).is_none() {
                 self.bump(d, count::TAG_ROOTS, -1)?;
             }
@@ -693,22 +922,14 @@ impl<'t> Writer<'t> {
 
     pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
         self.touch(digest)?;
-        if self
-            .txn
-            .open_multimap_table(UNTAGGED)?
-            .insert(digest, entry)?
-        {
+        if self.t_untagged()?.insert(digest, entry)? {
             return Ok(());
         }
         self.bump(digest, count::UNTAGGED, 1)
     }
 
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
-        if self
-            .txn
-            .open_multimap_table(UNTAGGED)?
-            .remove(digest, entry)?
-        {
+        if self.t_untagged()?.remove(digest, entry)? {
             self.bump(digest, count::UNTAGGED, -1)?;
         }
         Ok(())
@@ -725,7 +946,7 @@ impl<'t> Writer<'t> {
             self.remove_tag(&tag)?;
         }
         let entries: Vec<Vec<u8>> = {
-            let t = self.txn.open_multimap_table(UNTAGGED)?;
+            let t = self.t_untagged()?;
             let mut v = Vec::new();
             for e in t.get(digest)? {
                 v.push(e?.value().to_vec());
@@ -739,28 +960,26 @@ impl<'t> Writer<'t> {
             self.remove_link(&s, digest, src)?;
         }
         for c in self.children(digest)? {
-            self.txn
-                .open_multimap_table(PARENTS)?
-                .remove(c.as_str(), digest)?;
+            self.t_parents()?.remove(c.as_str(), digest)?;
             self.bump(&c, count::PARENTS, -1)?;
         }
-        self.txn.open_multimap_table(EDGES)?.remove_all(digest)?;
-        self.txn.open_table(MANIFESTS)?.remove(digest)?;
-        self.txn.open_table(BLOBS)?.remove(digest)?;
-        self.txn.open_table(PINS)?.remove(digest)?;
+        self.t_edges()?.remove_all(digest)?;
+        self.t_manifests()?.remove(digest)?;
+        self.t_blobs()?.remove(digest)?;
+        self.t_pins()?.remove(digest)?;
         for (r, src) in self.referrers(digest)? {
             if src == Source::Subject && self.blob(&r)?.is_some() {
                 self.bump(&r, count::SUBJECT_LINKS, -1)?;
             }
         }
-        self.txn.open_table(PENDING)?.insert(digest, rec.size)?;
+        self.t_pending()?.insert(digest, rec.size)?;
         self.recount(digest)?;
         Ok(Some(rec))
     }
 
     /// Pins or unpins a digest.
     pub(crate) fn set_pin(&self, digest: &str, pinned: bool) -> Result<bool> {
-        let mut t = self.txn.open_table(PINS)?;
+        let mut t = self.t_pins()?;
         Ok(if pinned {
             self.touch(digest)?;
             t.insert(digest, now_secs())?.is_none()
@@ -771,7 +990,7 @@ impl<'t> Writer<'t> {
 
     /// Forgets pending unlinks that are done.
     pub(crate) fn clear_pending(&self, digests: &[String]) -> Result<()> {
-        let mut t = self.txn.open_table(PENDING)?;
+        let mut t = self.t_pending()?;
         for d in digests {
             t.remove(d.as_str())?;
         }
@@ -780,7 +999,7 @@ impl<'t> Writer<'t> {
 
     /// Takes (and empties) the `CHANGED` set.
     pub(crate) fn take_changed(&self) -> Result<Vec<String>> {
-        let mut t = self.txn.open_table(CHANGED)?;
+        let mut t = self.t_changed()?;
         let mut out = Vec::new();
         for row in t.iter()? {
             out.push(row?.0.value().to_owned());
@@ -790,12 +1009,12 @@ impl<'t> Writer<'t> {
     }
 
     pub(crate) fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.txn.open_table(META)?.insert(key, value)?;
+        self.t_meta()?.insert(key, value)?;
         Ok(())
     }
 
     pub(crate) fn remove_meta(&self, key: &str) -> Result<()> {
-        self.txn.open_table(META)?.remove(key)?;
+        self.t_meta()?.remove(key)?;
         Ok(())
     }
 }

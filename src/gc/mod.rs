@@ -330,9 +330,10 @@ impl Store {
                 }
             }
             if entries_changed {
-                self.write_index_json(&txn)?;
+                self.write_index_json(&w)?;
                 report.index_json_rewritten = true;
             }
+            drop(w);
             txn.commit()?;
             report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
             self.run_sweep_hook(&removed);
@@ -561,8 +562,9 @@ impl Store {
             }
         }
         if entries_changed {
-            self.write_index_json(&txn)?;
+            self.write_index_json(&w)?;
         }
+        drop(w);
         txn.commit()?;
         self.unlink_pending(&removed)?;
         Ok(report)
