@@ -108,6 +108,9 @@ enum Command {
         /// Walk blobs/ for orphan files even if no walk is due.
         #[arg(long)]
         scan_orphans: bool,
+        /// Blobs removed per sweep transaction (smaller: shorter pauses for writers).
+        #[arg(long, default_value_t = 2048)]
+        chunk: usize,
     },
     /// Print the path from a root that keeps DIGEST, or why it would go.
     Explain {
@@ -469,9 +472,11 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             strategy,
             liveness,
             scan_orphans,
+            chunk,
         } => {
             let store = Store::open(&cli.store, &options(cli))?;
             let mut opts = liveness.options(&store)?;
+            opts.chunk = *chunk;
             opts.dry_run = *dry_run;
             opts.strategy = *strategy;
             opts.scan_orphans = *scan_orphans;

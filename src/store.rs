@@ -187,8 +187,10 @@ pub struct Store {
     leases: Mutex<HashMap<u64, HashSet<String>>>,
     next_lease: AtomicU64,
     /// Per-digest locks, striped: held by ingest from rename to commit, and by the sweeper
-    /// around each unlink.
-    stripes: Vec<Mutex<()>>,
+    /// around each unlink. Each guards the set of its digests whose unlink is pending: the
+    /// sweeper adds a digest before committing its removal and unlinks the file only if it is
+    /// still there; an ingest that publishes the digest again takes it out.
+    stripes: Vec<Mutex<HashSet<String>>>,
     /// Prefix of this session's temporary files in `.ocistore/ingest/`.
     session: String,
     io_pool: OnceLock<rayon::ThreadPool>,
@@ -238,12 +240,25 @@ impl Store {
             ..OpenReport::default()
         };
         let db_path = layout.private_dir().join(INDEX_FILE);
+        let mut carried_pins = Vec::new();
         if !db_path.exists() {
             build_index(&layout, &db_path, options, &mut report)?;
         }
-        let db = Database::builder()
+        let mut db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .open(&db_path)?;
+        if schema_of(&db)?.is_some_and(|v| v < catalog::SCHEMA_VERSION) {
+            // An index of an older version is a stale cache: rebuild it from the layout.
+            carried_pins = Reader::new(db.begin_read()?).pins().unwrap_or_default();
+            drop(db);
+            let fresh = layout.private_dir().join("index.redb.rebuild");
+            build_index(&layout, &fresh, options, &mut report)?;
+            fs::rename(&fresh, &db_path).map_err(|e| Error::io("rename into", &db_path, e))?;
+            sync_dir(&layout.private_dir())?;
+            db = Database::builder()
+                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+                .open(&db_path)?;
+        }
         let mut store = Store::assemble(
             layout,
             Db::Write(db),
@@ -255,6 +270,15 @@ impl Store {
             report,
         );
         store.check_schema()?;
+        if !carried_pins.is_empty() {
+            let txn = store.db.write()?;
+            let w = Writer::new(&txn);
+            for p in &carried_pins {
+                w.set_pin(p, true)?;
+            }
+            drop(w);
+            txn.commit()?;
+        }
         store.recover()?;
         let pending = store.db.read()?.pending()?;
         if !pending.is_empty() {
@@ -326,7 +350,7 @@ impl Store {
             collecting: AtomicUsize::new(0),
             leases: Mutex::new(HashMap::new()),
             next_lease: AtomicU64::new(1),
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(HashSet::new())).collect(),
             session: format!("ingest-{}-{nanos}-", std::process::id()),
             io_pool: OnceLock::new(),
             sweep_hook: Mutex::new(None),
@@ -391,8 +415,8 @@ impl Store {
         (h.finish() as usize) % STRIPES
     }
 
-    /// The stripe lock of `digest`.
-    pub(crate) fn stripe(&self, digest: &Digest) -> MutexGuard<'_, ()> {
+    /// The stripe lock of `digest`, with the stripe's pending unlinks.
+    pub(crate) fn stripe(&self, digest: &Digest) -> MutexGuard<'_, HashSet<String>> {
         self.stripes[Store::stripe_index(digest)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -428,16 +452,13 @@ impl Store {
     }
 
     fn check_schema(&self) -> Result<()> {
-        let found = self
-            .db
-            .read()?
-            .meta(meta::SCHEMA)
-            .ok()
-            .flatten()
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_le_bytes);
+        let found = schema_in(&self.db.read()?);
         match found {
-            Some(v) if v <= catalog::SCHEMA_VERSION => Ok(()),
+            Some(v) if v == catalog::SCHEMA_VERSION => Ok(()),
+            Some(v) if v < catalog::SCHEMA_VERSION => Err(Error::Index(format!(
+                "index schema version {v} is older than {}: open the store for writing once to rebuild it",
+                catalog::SCHEMA_VERSION
+            ))),
             Some(v) => Err(Error::SchemaTooNew {
                 found: v,
                 supported: catalog::SCHEMA_VERSION,
@@ -829,6 +850,18 @@ fn looks_like_digest(reference: &str) -> bool {
             .iter()
             .any(|a| a.eq_ignore_ascii_case(alg))
     })
+}
+
+fn schema_in(r: &Reader) -> Option<u64> {
+    r.meta(meta::SCHEMA)
+        .ok()
+        .flatten()
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(u64::from_le_bytes)
+}
+
+fn schema_of(db: &Database) -> Result<Option<u64>> {
+    Ok(schema_in(&Reader::new(db.begin_read()?)))
 }
 
 /// Removes what a crashed writer left in `.ocistore/ingest/`. Called with the writer lock held.
@@ -1225,12 +1258,14 @@ impl Batch<'_> {
             .collect();
         stripes.sort_unstable();
         stripes.dedup();
-        let _held: Vec<MutexGuard<'_, ()>> = stripes
+        let mut held: Vec<MutexGuard<'_, HashSet<String>>> = stripes
             .iter()
             .map(|&i| store.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
         let mut dirs = BTreeSet::new();
+        let mut published = Vec::with_capacity(self.staged.len());
         for s in self.staged.drain(..) {
+            published.push(s.digest.clone());
             dirs.insert(s.publish(layout)?);
         }
         for d in &dirs {
@@ -1240,6 +1275,12 @@ impl Batch<'_> {
             self.store.write_index_json(&self.writer())?;
         }
         self.txn.commit()?;
+        // Indexed again: an unlink still pending for any of these digests must not happen.
+        for d in &published {
+            if let Ok(i) = stripes.binary_search(&Store::stripe_index(d)) {
+                held[i].remove(d.as_str());
+            }
+        }
         Ok(())
     }
 }

@@ -23,7 +23,7 @@
 //!   yet (the sweep's intent record). `CHANGED` records digests written while a collection runs.
 //! - `PINS` holds pinned digests.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,9 +38,10 @@ use crate::error::{Error, Result};
 use crate::manifest::Parsed;
 use crate::refname::{LinkKind, ReferrerTag};
 
-/// Version of the schema below. Bump it, and add a migration in [`Writer::migrate`], when a table
-/// or encoding changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version of the schema below. Bump it when a table or an encoding changes: an index of an
+/// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
+/// which the layout does not hold, are carried over).
+pub const SCHEMA_VERSION: u64 = 2;
 
 pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
@@ -215,9 +216,25 @@ pub struct TagRow {
     pub entry: Vec<u8>,
 }
 
-/// Read access to a snapshot.
+/// Read access to a snapshot. Tables are opened once, on first use.
+#[allow(clippy::type_complexity)]
 pub(crate) struct Reader {
     txn: ReadTransaction,
+    blobs: OnceCell<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
+    manifests: OnceCell<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
+    edges: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
+    parents: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
+    referrers: OnceCell<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>,
+    tags: OnceCell<redb::ReadOnlyTable<&'static str, (&'static str, &'static [u8])>>,
+    tags_by_digest: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
+    untagged: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static [u8]>>,
+    meta: OnceCell<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
+    subjects: OnceCell<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>,
+    counts: OnceCell<redb::ReadOnlyTable<&'static str, [u32; 4]>>,
+    candidates: OnceCell<redb::ReadOnlyTable<&'static str, ()>>,
+    pending: OnceCell<redb::ReadOnlyTable<&'static str, u64>>,
+    changed: OnceCell<redb::ReadOnlyTable<&'static str, ()>>,
+    pins: OnceCell<redb::ReadOnlyTable<&'static str, u64>>,
 }
 
 /// The reads both [`Reader`] and [`Writer`] offer, written once over redb's readable tables.
@@ -376,105 +393,174 @@ fn strings(
     Ok(out)
 }
 
-/// A value that derefs to itself, so that [`Reader`]'s fresh tables and [`Writer`]'s cached
-/// ones are used the same way by the shared reads.
-pub(crate) struct Own<T>(T);
-
-impl<T> std::ops::Deref for Own<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 #[allow(dead_code)] // not every table is read through a Reader
 impl Reader {
-    fn t_blobs(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
-        Ok(Own(self.txn.open_table(BLOBS)?))
+    fn t_blobs(&self) -> Result<&redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        if self.blobs.get().is_none() {
+            let _ = self.blobs.set(self.txn.open_table(BLOBS)?);
+        }
+        self.blobs
+            .get()
+            .ok_or_else(|| Error::Index("table blobs vanished".into()))
     }
 
-    fn t_manifests(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
-        Ok(Own(self.txn.open_table(MANIFESTS)?))
+    fn t_manifests(&self) -> Result<&redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        if self.manifests.get().is_none() {
+            let _ = self.manifests.set(self.txn.open_table(MANIFESTS)?);
+        }
+        self.manifests
+            .get()
+            .ok_or_else(|| Error::Index("table manifests vanished".into()))
     }
 
-    fn t_edges(&self) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static str>>> {
-        Ok(Own(self.txn.open_multimap_table(EDGES)?))
+    fn t_edges(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+        if self.edges.get().is_none() {
+            let _ = self.edges.set(self.txn.open_multimap_table(EDGES)?);
+        }
+        self.edges
+            .get()
+            .ok_or_else(|| Error::Index("table edges vanished".into()))
     }
 
-    fn t_parents(&self) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static str>>> {
-        Ok(Own(self.txn.open_multimap_table(PARENTS)?))
+    fn t_parents(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+        if self.parents.get().is_none() {
+            let _ = self.parents.set(self.txn.open_multimap_table(PARENTS)?);
+        }
+        self.parents
+            .get()
+            .ok_or_else(|| Error::Index("table parents vanished".into()))
     }
 
     fn t_referrers(
         &self,
-    ) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>> {
-        Ok(Own(self.txn.open_multimap_table(REFERRERS)?))
+    ) -> Result<&redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>> {
+        if self.referrers.get().is_none() {
+            let _ = self.referrers.set(self.txn.open_multimap_table(REFERRERS)?);
+        }
+        self.referrers
+            .get()
+            .ok_or_else(|| Error::Index("table referrers vanished".into()))
     }
 
-    fn t_tags(
-        &self,
-    ) -> Result<Own<redb::ReadOnlyTable<&'static str, (&'static str, &'static [u8])>>> {
-        Ok(Own(self.txn.open_table(TAGS)?))
+    fn t_tags(&self) -> Result<&redb::ReadOnlyTable<&'static str, (&'static str, &'static [u8])>> {
+        if self.tags.get().is_none() {
+            let _ = self.tags.set(self.txn.open_table(TAGS)?);
+        }
+        self.tags
+            .get()
+            .ok_or_else(|| Error::Index("table tags vanished".into()))
     }
 
-    fn t_tags_by_digest(
-        &self,
-    ) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static str>>> {
-        Ok(Own(self.txn.open_multimap_table(TAGS_BY_DIGEST)?))
+    fn t_tags_by_digest(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+        if self.tags_by_digest.get().is_none() {
+            let _ = self
+                .tags_by_digest
+                .set(self.txn.open_multimap_table(TAGS_BY_DIGEST)?);
+        }
+        self.tags_by_digest
+            .get()
+            .ok_or_else(|| Error::Index("table tags_by_digest vanished".into()))
     }
 
-    fn t_untagged(&self) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, &'static [u8]>>> {
-        Ok(Own(self.txn.open_multimap_table(UNTAGGED)?))
+    fn t_untagged(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static [u8]>> {
+        if self.untagged.get().is_none() {
+            let _ = self.untagged.set(self.txn.open_multimap_table(UNTAGGED)?);
+        }
+        self.untagged
+            .get()
+            .ok_or_else(|| Error::Index("table untagged vanished".into()))
     }
 
-    fn t_meta(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, &'static [u8]>>> {
-        Ok(Own(self.txn.open_table(META)?))
+    fn t_meta(&self) -> Result<&redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+        if self.meta.get().is_none() {
+            let _ = self.meta.set(self.txn.open_table(META)?);
+        }
+        self.meta
+            .get()
+            .ok_or_else(|| Error::Index("table meta vanished".into()))
     }
 
-    fn t_subjects(
-        &self,
-    ) -> Result<Own<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>> {
-        Ok(Own(self.txn.open_multimap_table(SUBJECTS)?))
+    fn t_subjects(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>> {
+        if self.subjects.get().is_none() {
+            let _ = self.subjects.set(self.txn.open_multimap_table(SUBJECTS)?);
+        }
+        self.subjects
+            .get()
+            .ok_or_else(|| Error::Index("table subjects vanished".into()))
     }
 
-    fn t_counts(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, [u32; 4]>>> {
-        Ok(Own(self.txn.open_table(COUNTS)?))
+    fn t_counts(&self) -> Result<&redb::ReadOnlyTable<&'static str, [u32; 4]>> {
+        if self.counts.get().is_none() {
+            let _ = self.counts.set(self.txn.open_table(COUNTS)?);
+        }
+        self.counts
+            .get()
+            .ok_or_else(|| Error::Index("table counts vanished".into()))
     }
 
-    fn t_candidates(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, ()>>> {
-        Ok(Own(self.txn.open_table(CANDIDATES)?))
+    fn t_candidates(&self) -> Result<&redb::ReadOnlyTable<&'static str, ()>> {
+        if self.candidates.get().is_none() {
+            let _ = self.candidates.set(self.txn.open_table(CANDIDATES)?);
+        }
+        self.candidates
+            .get()
+            .ok_or_else(|| Error::Index("table candidates vanished".into()))
     }
 
-    fn t_pending(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, u64>>> {
-        Ok(Own(self.txn.open_table(PENDING)?))
+    fn t_pending(&self) -> Result<&redb::ReadOnlyTable<&'static str, u64>> {
+        if self.pending.get().is_none() {
+            let _ = self.pending.set(self.txn.open_table(PENDING)?);
+        }
+        self.pending
+            .get()
+            .ok_or_else(|| Error::Index("table pending vanished".into()))
     }
 
-    fn t_changed(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, ()>>> {
-        Ok(Own(self.txn.open_table(CHANGED)?))
+    fn t_changed(&self) -> Result<&redb::ReadOnlyTable<&'static str, ()>> {
+        if self.changed.get().is_none() {
+            let _ = self.changed.set(self.txn.open_table(CHANGED)?);
+        }
+        self.changed
+            .get()
+            .ok_or_else(|| Error::Index("table changed vanished".into()))
     }
 
-    fn t_pins(&self) -> Result<Own<redb::ReadOnlyTable<&'static str, u64>>> {
-        Ok(Own(self.txn.open_table(PINS)?))
+    fn t_pins(&self) -> Result<&redb::ReadOnlyTable<&'static str, u64>> {
+        if self.pins.get().is_none() {
+            let _ = self.pins.set(self.txn.open_table(PINS)?);
+        }
+        self.pins
+            .get()
+            .ok_or_else(|| Error::Index("table pins vanished".into()))
     }
 }
 
 impl Reader {
     pub(crate) fn new(txn: ReadTransaction) -> Reader {
-        Reader { txn }
+        Reader {
+            txn,
+            blobs: OnceCell::new(),
+            manifests: OnceCell::new(),
+            edges: OnceCell::new(),
+            parents: OnceCell::new(),
+            referrers: OnceCell::new(),
+            tags: OnceCell::new(),
+            tags_by_digest: OnceCell::new(),
+            untagged: OnceCell::new(),
+            meta: OnceCell::new(),
+            subjects: OnceCell::new(),
+            counts: OnceCell::new(),
+            candidates: OnceCell::new(),
+            pending: OnceCell::new(),
+            changed: OnceCell::new(),
+            pins: OnceCell::new(),
+        }
     }
 
     pub(crate) fn for_each_blob(&self, mut f: impl FnMut(&str, BlobRecord)) -> Result<()> {
         for row in self.t_blobs()?.iter()? {
             let (k, v) = row?;
             f(k.value(), BlobRecord::decode(v.value())?);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn for_each_manifest(&self, mut f: impl FnMut(&str, ManifestRecord)) -> Result<()> {
-        for row in self.t_manifests()?.iter()? {
-            let (k, v) = row?;
-            f(k.value(), decode_manifest(v.value())?);
         }
         Ok(())
     }
@@ -540,6 +626,7 @@ pub struct Counts {
 }
 
 /// Write access inside one write transaction.
+#[allow(clippy::type_complexity)]
 pub(crate) struct Writer<'t> {
     txn: &'t WriteTransaction,
     /// Record written digests in `CHANGED` (a collection is running).
@@ -562,6 +649,7 @@ pub(crate) struct Writer<'t> {
     pins: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
 }
 
+#[allow(clippy::type_complexity)] // the table accessors name redb's table types in full
 impl<'t> Writer<'t> {
     fn t_blobs(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, &'static [u8]>>> {
         if self.blobs.try_borrow()?.is_none() {
@@ -938,13 +1026,90 @@ impl<'t> Writer<'t> {
     /// Removes a blob from the store's view: its rows, its edges, its tags and entries, and its
     /// links as a referrer, and records its file in `PENDING` for the unlink that follows the
     /// commit. Returns its record, or `None` if it was not present.
-    pub(crate) fn remove_blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
+    ///
+    /// `doomed` tells which digests the same collection removes too. A collection removes
+    /// parents before children, so a garbage digest's parents are all gone when it goes: the
+    /// counts of a doomed child or referrer are not decremented one parent at a time but dropped
+    /// with it ([`Writer::recount_from_scratch`] repairs the few a recheck keeps). A plain delete
+    /// passes `None`.
+    pub(crate) fn remove_blob(
+        &self,
+        digest: &str,
+        doomed: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<Option<BlobRecord>> {
         let Some(rec) = self.blob(digest)? else {
             return Ok(None);
         };
+        let doomed = |d: &str| doomed.is_some_and(|f| f(d));
         for tag in self.tags_of(digest)? {
             self.remove_tag(&tag)?;
         }
+        if self.counts(digest)?[count::UNTAGGED] > 0 {
+            self.remove_entries(digest)?;
+        }
+        for (s, src) in self.subjects(digest)? {
+            self.remove_link(&s, digest, src)?;
+        }
+        if rec.manifest {
+            for c in self.children(digest)? {
+                if !doomed(&c) {
+                    self.t_parents()?.remove(c.as_str(), digest)?;
+                    self.bump(&c, count::PARENTS, -1)?;
+                }
+            }
+            self.t_edges()?.remove_all(digest)?;
+            self.t_manifests()?.remove(digest)?;
+        }
+        self.t_blobs()?.remove(digest)?;
+        self.t_pins()?.remove(digest)?;
+        for (r, src) in self.referrers(digest)? {
+            if src == Source::Subject && !doomed(&r) && self.blob(&r)?.is_some() {
+                self.bump(&r, count::SUBJECT_LINKS, -1)?;
+            }
+        }
+        if doomed(digest) {
+            // Every parent is gone: the inverse rows and the counts go with the digest.
+            self.t_parents()?.remove_all(digest)?;
+            self.t_counts()?.remove(digest)?;
+        }
+        self.t_pending()?.insert(digest, rec.size)?;
+        self.t_candidates()?.remove(digest)?;
+        Ok(Some(rec))
+    }
+
+    /// Recomputes the counts of `digest` from the edges (dropping `PARENTS` rows of parents
+    /// that are gone), for digests a collection meant to remove but kept.
+    pub(crate) fn recount_from_scratch(&self, digest: &str) -> Result<()> {
+        let mut parents = 0;
+        for p in self.parents(digest)? {
+            if self.blob(&p)?.is_some() {
+                parents += 1;
+            } else {
+                self.t_parents()?.remove(digest, p.as_str())?;
+            }
+        }
+        let mut subject_links = 0;
+        for (s, src) in self.subjects(digest)? {
+            if src == Source::Subject && self.blob(&s)?.is_some() {
+                subject_links += 1;
+            }
+        }
+        {
+            let mut t = self.t_counts()?;
+            let mut row = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
+            row[count::PARENTS] = parents;
+            row[count::SUBJECT_LINKS] = subject_links;
+            if row == [0; 4] {
+                t.remove(digest)?;
+            } else {
+                t.insert(digest, row)?;
+            }
+        }
+        self.recount(digest)
+    }
+
+    /// Removes every untagged index.json entry of `digest`.
+    pub(crate) fn remove_entries(&self, digest: &str) -> Result<()> {
         let entries: Vec<Vec<u8>> = {
             let t = self.t_untagged()?;
             let mut v = Vec::new();
@@ -956,25 +1121,7 @@ impl<'t> Writer<'t> {
         for e in entries {
             self.remove_untagged_entry(digest, &e)?;
         }
-        for (s, src) in self.subjects(digest)? {
-            self.remove_link(&s, digest, src)?;
-        }
-        for c in self.children(digest)? {
-            self.t_parents()?.remove(c.as_str(), digest)?;
-            self.bump(&c, count::PARENTS, -1)?;
-        }
-        self.t_edges()?.remove_all(digest)?;
-        self.t_manifests()?.remove(digest)?;
-        self.t_blobs()?.remove(digest)?;
-        self.t_pins()?.remove(digest)?;
-        for (r, src) in self.referrers(digest)? {
-            if src == Source::Subject && self.blob(&r)?.is_some() {
-                self.bump(&r, count::SUBJECT_LINKS, -1)?;
-            }
-        }
-        self.t_pending()?.insert(digest, rec.size)?;
-        self.recount(digest)?;
-        Ok(Some(rec))
+        Ok(())
     }
 
     /// Pins or unpins a digest.

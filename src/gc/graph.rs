@@ -10,9 +10,13 @@
 //!   grace period, counted from when the store first recorded it.
 //! - Live: everything reachable from a root through strong edges and, transitively, through
 //!   referrer edges (every referrer of a live node is live).
+//!
+//! Digests are interned to dense ids, so that the graph is vectors of integers rather than maps
+//! of strings.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
+use super::fasthash::FastMap;
 use super::policy::{Mode, Policy};
 
 /// One present blob.
@@ -26,20 +30,19 @@ pub(crate) struct Node {
 /// The graph of a store at one moment.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct View {
-    /// Present blobs.
-    pub present: HashMap<String, Node>,
-    /// Strong edges.
-    pub children: HashMap<String, Vec<String>>,
+    ids: FastMap<String, u32>,
+    names: Vec<String>,
+    /// Present blobs (`None`: named by an edge or an entry, but absent).
+    nodes: Vec<Option<Node>>,
+    children: Vec<Vec<u32>>,
     /// subject -> referrers (every source).
-    pub referrers: HashMap<String, Vec<String>>,
+    referrers: Vec<Vec<u32>>,
     /// referrer -> subjects (every source).
-    pub subjects: HashMap<String, Vec<String>>,
+    subjects: Vec<Vec<u32>>,
     /// Tags that are not referrer links, with their targets.
-    pub tags: Vec<(String, String)>,
-    /// Digests of untagged index.json entries.
-    pub untagged: Vec<String>,
-    /// Pinned digests.
-    pub pins: Vec<String>,
+    tags: Vec<(String, u32)>,
+    untagged: Vec<u32>,
+    pins: Vec<u32>,
 }
 
 /// What liveness depends on besides the graph.
@@ -49,10 +52,10 @@ pub(crate) struct Params<'a> {
     pub grace_secs: u64,
     pub delete_untagged: bool,
     pub policy: &'a Policy,
-    pub leased: &'a HashSet<String>,
+    pub leased: &'a std::collections::HashSet<String>,
 }
 
-/// Why something is live: the root, or the edge it was reached through.
+/// Why something is live: the root, or the edge (from another node's id) it was reached through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Via {
     Tag(String),
@@ -60,108 +63,223 @@ pub(crate) enum Via {
     Pin,
     Lease,
     Dangling,
-    Child(String),
-    Referrer(String),
+    Child(u32),
+    Referrer(u32),
 }
 
 impl View {
-    pub fn is_referrer(&self, d: &str) -> bool {
-        self.subjects.get(d).is_some_and(|s| !s.is_empty())
+    fn id(&mut self, d: &str) -> u32 {
+        if let Some(&i) = self.ids.get(d) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.ids.insert(d.to_owned(), i);
+        self.names.push(d.to_owned());
+        self.nodes.push(None);
+        self.children.push(Vec::new());
+        self.referrers.push(Vec::new());
+        self.subjects.push(Vec::new());
+        i
     }
 
-    fn mode(&self, d: &str, policy: &Policy) -> Mode {
-        policy.mode(self.present.get(d).and_then(|n| n.artifact_type.as_deref()))
+    /// The id of a digest the view knows.
+    pub fn lookup(&self, d: &str) -> Option<u32> {
+        self.ids.get(d).copied()
     }
 
-    /// Whether `d` is a referrer whose subjects are all absent and that is inside the grace.
-    pub fn dangling_protected(&self, d: &str, p: &Params<'_>) -> bool {
-        let Some(node) = self.present.get(d) else {
+    /// The digest of an id.
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    pub fn add_blob(&mut self, d: &str, node: Node) {
+        let i = self.id(d);
+        self.nodes[i as usize] = Some(node);
+    }
+
+    pub fn add_edge(&mut self, parent: &str, child: &str) {
+        let (p, c) = (self.id(parent), self.id(child));
+        self.children[p as usize].push(c);
+    }
+
+    pub fn add_link(&mut self, subject: &str, referrer: &str) {
+        let (s, r) = (self.id(subject), self.id(referrer));
+        self.referrers[s as usize].push(r);
+        self.subjects[r as usize].push(s);
+    }
+
+    pub fn add_tag(&mut self, tag: String, d: &str) {
+        let i = self.id(d);
+        self.tags.push((tag, i));
+    }
+
+    pub fn add_untagged(&mut self, d: &str) {
+        let i = self.id(d);
+        self.untagged.push(i);
+    }
+
+    pub fn add_pin(&mut self, d: &str) {
+        let i = self.id(d);
+        self.pins.push(i);
+    }
+
+    /// The children of a digest, by name.
+    pub fn children_of(&self, d: &str) -> Vec<String> {
+        self.lookup(d)
+            .map(|i| {
+                self.children[i as usize]
+                    .iter()
+                    .map(|&c| self.names[c as usize].clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Digests linked to at least one subject.
+    pub fn referrer_names(&self) -> Vec<String> {
+        (0..self.names.len())
+            .filter(|&i| !self.subjects[i].is_empty())
+            .map(|i| self.names[i].clone())
+            .collect()
+    }
+
+    pub fn set_artifact_type(&mut self, d: &str, artifact_type: Option<String>) {
+        if let Some(i) = self.lookup(d)
+            && let Some(n) = &mut self.nodes[i as usize]
+        {
+            n.artifact_type = artifact_type;
+        }
+    }
+
+    pub fn is_present(&self, d: &str) -> bool {
+        self.lookup(d)
+            .is_some_and(|i| self.nodes[i as usize].is_some())
+    }
+
+    fn is_referrer(&self, i: u32) -> bool {
+        !self.subjects[i as usize].is_empty()
+    }
+
+    fn mode(&self, i: u32, policy: &Policy) -> Mode {
+        policy.mode(
+            self.nodes[i as usize]
+                .as_ref()
+                .and_then(|n| n.artifact_type.as_deref()),
+        )
+    }
+
+    /// Whether `i` is a referrer whose subjects are all absent and that is inside the grace.
+    fn dangling_protected(&self, i: u32, p: &Params<'_>) -> bool {
+        let Some(node) = &self.nodes[i as usize] else {
             return false;
         };
-        let Some(subjects) = self.subjects.get(d) else {
-            return false;
-        };
+        let subjects = &self.subjects[i as usize];
         !subjects.is_empty()
-            && subjects.iter().all(|s| !self.present.contains_key(s))
+            && subjects.iter().all(|&s| self.nodes[s as usize].is_none())
             && p.now.saturating_sub(node.recorded_at) < p.grace_secs
     }
 
     /// The roots, each with why it is one.
-    pub fn roots(&self, p: &Params<'_>) -> Vec<(String, Via)> {
+    fn roots(&self, p: &Params<'_>) -> Vec<(u32, Via)> {
         let mut out = Vec::new();
-        for (tag, d) in &self.tags {
-            if !self.is_referrer(d) || self.mode(d, p.policy) == Mode::Soft {
-                out.push((d.clone(), Via::Tag(tag.clone())));
+        for (tag, i) in &self.tags {
+            if !self.is_referrer(*i) || self.mode(*i, p.policy) == Mode::Soft {
+                out.push((*i, Via::Tag(tag.clone())));
             }
         }
         if !p.delete_untagged {
-            for d in &self.untagged {
-                if !self.is_referrer(d) {
-                    out.push((d.clone(), Via::Untagged));
-                }
-            }
+            out.extend(
+                self.untagged
+                    .iter()
+                    .filter(|&&i| !self.is_referrer(i))
+                    .map(|&i| (i, Via::Untagged)),
+            );
         }
-        out.extend(self.pins.iter().map(|d| (d.clone(), Via::Pin)));
-        out.extend(p.leased.iter().map(|d| (d.clone(), Via::Lease)));
-        let mut dangling: Vec<_> = self
-            .present
-            .keys()
-            .filter(|d| self.dangling_protected(d, p))
-            .cloned()
-            .collect();
-        dangling.sort();
-        out.extend(dangling.into_iter().map(|d| (d, Via::Dangling)));
+        out.extend(self.pins.iter().map(|&i| (i, Via::Pin)));
+        out.extend(
+            p.leased
+                .iter()
+                .filter_map(|d| self.lookup(d))
+                .map(|i| (i, Via::Lease)),
+        );
+        out.extend(
+            (0..self.names.len() as u32)
+                .filter(|&i| self.dangling_protected(i, p))
+                .map(|i| (i, Via::Dangling)),
+        );
         out
+    }
+
+    /// Present digests that are not live, with size and reason, by digest.
+    pub fn garbage(&self, live: &Marks, p: &Params<'_>) -> Vec<(String, u64, String)> {
+        let mut out: Vec<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| n.is_some() && live.via[*i].is_none())
+            .map(|(i, n)| {
+                let i = i as u32;
+                let size = n.as_ref().map_or(0, |n| n.size);
+                (self.names[i as usize].clone(), size, self.reason(i, p))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Why a present digest that is not live would go.
+    pub fn reason(&self, i: u32, p: &Params<'_>) -> String {
+        let subjects = &self.subjects[i as usize];
+        if !subjects.is_empty() {
+            if let Some(&s) = subjects.iter().find(|&&s| self.nodes[s as usize].is_some()) {
+                return format!("referrer of {}, which is not live", self.names[s as usize]);
+            }
+            return format!(
+                "dangling referrer (subject {} absent) older than the grace period",
+                self.names[subjects[0] as usize]
+            );
+        }
+        if p.delete_untagged && self.untagged.contains(&i) {
+            return "untagged index.json entry (--delete-untagged)".into();
+        }
+        "unreachable from any root".into()
     }
 }
 
-/// The live set, with for each live digest how it was first reached (for `explain`).
-pub(crate) fn mark(view: &View, p: &Params<'_>) -> HashMap<String, Via> {
-    let mut live: HashMap<String, Via> = HashMap::new();
+/// The live set: for each id, how it was first reached (`None`: not live).
+pub(crate) struct Marks {
+    via: Vec<Option<Via>>,
+}
+
+impl Marks {
+    pub fn via(&self, id: u32) -> Option<&Via> {
+        self.via.get(id as usize).and_then(Option::as_ref)
+    }
+}
+
+/// Marks everything live, breadth-first from the roots.
+pub(crate) fn mark(view: &View, p: &Params<'_>) -> Marks {
+    let mut via: Vec<Option<Via>> = vec![None; view.names.len()];
     let mut queue = VecDeque::new();
-    for (d, via) in view.roots(p) {
-        if !live.contains_key(&d) {
-            live.insert(d.clone(), via);
-            queue.push_back(d);
+    for (i, how) in view.roots(p) {
+        if via[i as usize].is_none() {
+            via[i as usize] = Some(how);
+            queue.push_back(i);
         }
     }
     while let Some(x) = queue.pop_front() {
-        let next = view
-            .children
-            .get(&x)
-            .into_iter()
-            .flatten()
-            .map(|c| (c, Via::Child(x.clone())))
-            .chain(
-                view.referrers
-                    .get(&x)
-                    .into_iter()
-                    .flatten()
-                    .map(|r| (r, Via::Referrer(x.clone()))),
-            );
-        for (d, via) in next {
-            if !live.contains_key(d) {
-                live.insert(d.clone(), via);
-                queue.push_back(d.clone());
+        for &c in &view.children[x as usize] {
+            if via[c as usize].is_none() {
+                via[c as usize] = Some(Via::Child(x));
+                queue.push_back(c);
+            }
+        }
+        for &r in &view.referrers[x as usize] {
+            if via[r as usize].is_none() {
+                via[r as usize] = Some(Via::Referrer(x));
+                queue.push_back(r);
             }
         }
     }
-    live
-}
-
-/// Why a present digest that is not live would go.
-pub(crate) fn reason(view: &View, d: &str, p: &Params<'_>) -> String {
-    if let Some(subjects) = view.subjects.get(d).filter(|s| !s.is_empty()) {
-        if let Some(s) = subjects.iter().find(|s| view.present.contains_key(*s)) {
-            return format!("referrer of {s}, which is not live");
-        }
-        return format!(
-            "dangling referrer (subject {} absent) older than the grace period",
-            subjects[0]
-        );
-    }
-    if p.delete_untagged && view.untagged.iter().any(|u| u == d) {
-        return "untagged index.json entry (--delete-untagged)".into();
-    }
-    "unreachable from any root".into()
+    Marks { via }
 }

@@ -23,11 +23,12 @@
 //! walking the directory. The directory walk for orphan files runs only after an unclean
 //! shutdown, after another tool changed the layout, or on request.
 
+mod fasthash;
 mod graph;
 pub mod policy;
 mod refcount;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::str::FromStr;
@@ -104,7 +105,7 @@ impl Default for GcOptions {
             dry_run: false,
             scan_orphans: false,
             policy: None,
-            chunk: 4096,
+            chunk: 2048,
         }
     }
 }
@@ -269,6 +270,7 @@ impl Store {
                 out
             }
         };
+        let garbage = parents_first(&reader, garbage)?;
         report.mark_ms = ms(mark_start.elapsed());
         let sizes = reader.table_sizes()?;
         drop(reader);
@@ -290,72 +292,184 @@ impl Store {
         Ok(report)
     }
 
-    /// Removes `garbage` in chunks: recheck, remove rows, commit, unlink.
+    /// Removes `garbage` in chunks: recheck, remove rows, commit. The unlinks of each committed
+    /// chunk run on the I/O threads while the next chunk is swept.
     fn sweep(&self, garbage: Vec<Removal>, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
         let doomed: HashSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
         let mut kept: HashSet<String> = HashSet::new();
-        for chunk in garbage.chunks(opts.chunk.max(1)) {
-            let t0 = Instant::now();
-            let txn = self.write_txn()?;
-            let w = Writer::new(&txn);
-            // Anything written since the start reaches, inside the garbage, what must stay.
-            let mut start: Vec<String> = w.take_changed()?;
-            start.extend(self.leased());
-            let mut queue = start;
-            while let Some(x) = queue.pop() {
-                let mut next = w.children(&x)?;
-                next.extend(w.referrers(&x)?.into_iter().map(|(r, _)| r));
-                if doomed.contains(&x) {
-                    kept.insert(x.clone());
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+        std::thread::scope(|scope| -> Result<()> {
+            let unlinker = scope.spawn(move || -> Result<(Vec<String>, Duration)> {
+                let mut all = Vec::new();
+                let mut busy = Duration::ZERO;
+                for chunk in rx {
+                    let t = Instant::now();
+                    self.unlink_marked(&chunk)?;
+                    busy += t.elapsed();
+                    all.extend(chunk);
                 }
-                for y in next {
-                    if doomed.contains(&y) && !kept.contains(&y) {
-                        queue.push(y);
+                Ok((all, busy))
+            });
+            let swept = (|| -> Result<()> {
+                // Tags and index.json entries of the garbage go first, in one transaction with
+                // one index.json rewrite, so that the blob chunks after it leave index.json alone.
+                report.index_json_rewritten |= self.sweep_entries(&garbage, &doomed, &mut kept)?;
+                for chunk in garbage.chunks(opts.chunk.max(1)) {
+                    let removed = self.sweep_chunk(chunk, &doomed, &mut kept, report)?;
+                    self.run_sweep_hook(&removed);
+                    if tx.send(removed).is_err() {
+                        break;
                     }
                 }
-            }
-            let mut removed = Vec::new();
-            let mut entries_changed = false;
-            for g in chunk {
-                if kept.contains(&g.digest) {
-                    report.kept_by_recheck += 1;
-                    continue;
-                }
-                entries_changed |= !w.tags_of(&g.digest)?.is_empty() || has_entries(&w, &g.digest)?;
-                if let Some(rec) = w.remove_blob(&g.digest)? {
-                    report.removed_blobs += 1;
-                    report.removed_bytes += rec.size;
-                    report.removed.push(g.clone());
-                    removed.push(g.digest.clone());
-                }
-            }
-            if entries_changed {
-                self.write_index_json(&w)?;
-                report.index_json_rewritten = true;
+                Ok(())
+            })();
+            drop(tx);
+            let unlinked = unlinker
+                .join()
+                .map_err(|_| Error::Index("the unlink thread failed".into()))?;
+            swept?;
+            let (all, busy) = unlinked?;
+            report.unlink_ms = ms(busy);
+            let txn = self.write_txn()?;
+            let w = Writer::new(&txn);
+            w.clear_pending(&all)?;
+            for k in &kept {
+                w.recount_from_scratch(k)?;
             }
             drop(w);
             txn.commit()?;
-            report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
-            self.run_sweep_hook(&removed);
-            let t1 = Instant::now();
-            self.unlink_pending(&removed)?;
-            report.unlink_ms += ms(t1.elapsed());
+            Ok(())
+        })
+    }
+
+    /// Adds to `kept` the garbage that anything written since the collection started (the
+    /// `CHANGED` set) or any lease reaches.
+    fn recheck(
+        &self,
+        w: &Writer<'_>,
+        doomed: &HashSet<String>,
+        kept: &mut HashSet<String>,
+    ) -> Result<()> {
+        let mut queue: Vec<String> = w.take_changed()?;
+        queue.extend(self.leased());
+        while let Some(x) = queue.pop() {
+            if doomed.contains(&x) {
+                kept.insert(x.clone());
+            }
+            let mut next = w.children(&x)?;
+            next.extend(w.referrers(&x)?.into_iter().map(|(r, _)| r));
+            for y in next {
+                if doomed.contains(&y) && !kept.contains(&y) {
+                    queue.push(y);
+                }
+            }
         }
         Ok(())
     }
 
-    /// Unlinks the files of removed digests, in parallel, each under its digest's stripe lock
-    /// and only if the digest has not been indexed again; then forgets their `PENDING` rows.
-    pub(crate) fn unlink_pending(&self, digests: &[String]) -> Result<()> {
-        if digests.is_empty() {
-            return Ok(());
+    /// Removes the tags and index.json entries of the garbage, rewriting index.json once.
+    fn sweep_entries(
+        &self,
+        garbage: &[Removal],
+        doomed: &HashSet<String>,
+        kept: &mut HashSet<String>,
+    ) -> Result<bool> {
+        let txn = self.write_txn()?;
+        let w = Writer::new(&txn);
+        self.recheck(&w, doomed, kept)?;
+        let mut changed = false;
+        for g in garbage {
+            if kept.contains(&g.digest) {
+                continue;
+            }
+            for tag in w.tags_of(&g.digest)? {
+                w.remove_tag(&tag)?;
+                changed = true;
+            }
+            if has_entries(&w, &g.digest)? {
+                w.remove_entries(&g.digest)?;
+                changed = true;
+            }
         }
+        if changed {
+            self.write_index_json(&w)?;
+        }
+        drop(w);
+        txn.commit()?;
+        Ok(changed)
+    }
+
+    /// One sweep transaction: keeps what writes since the start reach, removes the rest of
+    /// `chunk`, marks their unlinks pending, commits. Returns the digests removed.
+    fn sweep_chunk(
+        &self,
+        chunk: &[Removal],
+        doomed: &HashSet<String>,
+        kept: &mut HashSet<String>,
+        report: &mut GcReport,
+    ) -> Result<Vec<String>> {
+        let t0 = Instant::now();
+        let txn = self.write_txn()?;
+        let w = Writer::new(&txn);
+        self.recheck(&w, doomed, kept)?;
+        let mut removed = Vec::new();
+        let mut removals = Vec::new();
+        let mut entries_changed = false;
+        for g in chunk {
+            if kept.contains(&g.digest) {
+                report.kept_by_recheck += 1;
+                continue;
+            }
+            entries_changed |= !w.tags_of(&g.digest)?.is_empty() || has_entries(&w, &g.digest)?;
+            let is_doomed = |d: &str| doomed.contains(d) && !kept.contains(d);
+            if let Some(rec) = w.remove_blob(&g.digest, Some(&is_doomed))? {
+                report.removed_bytes += rec.size;
+                removals.push(g.clone());
+                removed.push(g.digest.clone());
+            }
+        }
+        if entries_changed {
+            self.write_index_json(&w)?;
+            report.index_json_rewritten = true;
+        }
+        drop(w);
+        self.mark_pending(&removed)?;
+        if let Err(e) = txn.commit() {
+            self.unmark_pending(&removed);
+            return Err(e.into());
+        }
+        report.removed_blobs += removed.len() as u64;
+        report.removed.extend(removals);
+        report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
+        Ok(removed)
+    }
+
+    /// Records, in their stripes, digests whose removal is about to commit. Called while the
+    /// removing transaction is open, so no ingest can publish one of them in between.
+    pub(crate) fn mark_pending(&self, digests: &[String]) -> Result<()> {
+        for d in digests {
+            self.stripe(&catalog::stored_digest(d)?).insert(d.clone());
+        }
+        Ok(())
+    }
+
+    fn unmark_pending(&self, digests: &[String]) {
+        for d in digests {
+            if let Ok(digest) = catalog::stored_digest(d) {
+                self.stripe(&digest).remove(d.as_str());
+            }
+        }
+    }
+
+    /// Unlinks, in parallel, the files of digests marked pending, each under its stripe lock and
+    /// only if no ingest has published the digest again since (it would have unmarked it).
+    pub(crate) fn unlink_marked(&self, digests: &[String]) -> Result<()> {
         let layout = self.layout_ref();
         self.io_pool().install(|| {
             digests.par_iter().try_for_each(|d| -> Result<()> {
                 let digest = catalog::stored_digest(d)?;
-                let _stripe = self.stripe(&digest);
-                if self.reader()?.blob(d)?.is_some() {
+                let mut stripe = self.stripe(&digest);
+                if !stripe.remove(d.as_str()) {
                     return Ok(()); // pushed again since it was removed: it wins
                 }
                 let path = layout.blob_path(&digest);
@@ -365,9 +479,26 @@ impl Store {
                     Err(e) => Err(Error::io("remove", &path, e)),
                 }
             })
-        })?;
+        })
+    }
+
+    /// Finishes unlinks a crashed process committed but did not do (on open, before any other
+    /// write): the files of `PENDING` digests that are not indexed again.
+    pub(crate) fn unlink_pending(&self, digests: &[String]) -> Result<()> {
+        let reader = self.reader()?;
+        let mut todo = Vec::new();
+        for d in digests {
+            if reader.blob(d)?.is_none() {
+                todo.push(d.clone());
+            }
+        }
+        drop(reader);
+        self.mark_pending(&todo)?;
+        self.unlink_marked(&todo)?;
         let txn = self.write_txn()?;
-        Writer::new(&txn).clear_pending(digests)?;
+        let w = Writer::new(&txn);
+        w.clear_pending(digests)?;
+        drop(w);
         txn.commit()?;
         Ok(())
     }
@@ -425,8 +556,8 @@ impl Store {
             let rec = reader
                 .blob(b.digest.as_str())?
                 .unwrap_or(BlobRecord::new(b.size, false, false));
-            view.present.insert(
-                b.digest.to_string(),
+            view.add_blob(
+                b.digest.as_str(),
                 Node {
                     size: b.size,
                     recorded_at: rec.recorded_at,
@@ -434,12 +565,11 @@ impl Store {
                 },
             );
             if let Some(p) = &b.parsed {
-                view.children.insert(
-                    b.digest.to_string(),
-                    p.children.iter().map(|c| c.digest.to_string()).collect(),
-                );
+                for c in &p.children {
+                    view.add_edge(b.digest.as_str(), c.digest.as_str());
+                }
                 if let Some(s) = &p.subject {
-                    link(&mut view, s.as_str(), b.digest.as_str());
+                    view.add_link(s.as_str(), b.digest.as_str());
                 }
             }
         }
@@ -447,23 +577,22 @@ impl Store {
         let (tags, untagged, _) = index.split();
         for (tag, e) in tags {
             match ReferrerTag::parse(&tag) {
-                None => view.tags.push((tag, e.digest.to_string())),
+                None => view.add_tag(tag, e.digest.as_str()),
                 Some(l) if l.kind == LinkKind::Fallback => {
-                    link(&mut view, l.subject.as_str(), e.digest.as_str());
-                    for c in view
-                        .children
-                        .get(e.digest.as_str())
-                        .cloned()
-                        .unwrap_or_default()
-                    {
-                        link(&mut view, l.subject.as_str(), &c);
+                    view.add_link(l.subject.as_str(), e.digest.as_str());
+                    for c in view.children_of(e.digest.as_str()) {
+                        view.add_link(l.subject.as_str(), &c);
                     }
                 }
-                Some(l) => link(&mut view, l.subject.as_str(), e.digest.as_str()),
+                Some(l) => view.add_link(l.subject.as_str(), e.digest.as_str()),
             }
         }
-        view.untagged = untagged.iter().map(|e| e.digest.to_string()).collect();
-        view.pins = reader.pins()?;
+        for e in &untagged {
+            view.add_untagged(e.digest.as_str());
+        }
+        for p in reader.pins()? {
+            view.add_pin(&p);
+        }
         Ok(view)
     }
 
@@ -498,7 +627,8 @@ impl Store {
                 let params = self.params(&GcOptions::default(), &policy, &leased);
                 let live = graph::mark(&view, &params);
                 for p in reader.parents(&d)? {
-                    if live.contains_key(&p) && reader.manifest(&p)?.is_some() {
+                    let is_live = view.lookup(&p).is_some_and(|i| live.via(i).is_some());
+                    if is_live && reader.manifest(&p)?.is_some() {
                         return Err(Error::Refused {
                             digest: d,
                             reason: format!(
@@ -557,7 +687,7 @@ impl Store {
         let mut removed = Vec::new();
         for r in &report.removed {
             entries_changed |= !w.tags_of(&r.digest)?.is_empty() || has_entries(&w, &r.digest)?;
-            if w.remove_blob(&r.digest)?.is_some() {
+            if w.remove_blob(&r.digest, None)?.is_some() {
                 removed.push(r.digest.clone());
             }
         }
@@ -565,8 +695,17 @@ impl Store {
             self.write_index_json(&w)?;
         }
         drop(w);
+        self.mark_pending(&removed)?;
+        if let Err(e) = txn.commit() {
+            self.unmark_pending(&removed);
+            return Err(e.into());
+        }
+        self.unlink_marked(&removed)?;
+        let txn = self.write_txn()?;
+        let w = Writer::new(&txn);
+        w.clear_pending(&removed)?;
+        drop(w);
         txn.commit()?;
-        self.unlink_pending(&removed)?;
         Ok(report)
     }
 
@@ -579,36 +718,38 @@ impl Store {
         let params = self.params(opts, &policy, &leased);
         let live = graph::mark(&view, &params);
         let d = digest.to_string();
-        let present = view.present.contains_key(&d);
+        let present = view.is_present(&d);
+        let id = view.lookup(&d);
+        let live_via = id.and_then(|i| live.via(i));
         let mut path = Vec::new();
-        if live.contains_key(&d) {
-            let mut cur = d.clone();
-            let mut guard = 0;
-            while let Some(via) = live.get(&cur) {
-                guard += 1;
-                let (step, next) = match via {
-                    Via::Tag(t) => (format!("tag {t} -> {cur}"), None),
-                    Via::Untagged => (format!("untagged index.json entry {cur}"), None),
-                    Via::Pin => (format!("pin {cur}"), None),
-                    Via::Lease => (format!("lease {cur}"), None),
-                    Via::Dangling => (
-                        format!("dangling referrer {cur}, inside the grace period"),
-                        None,
-                    ),
-                    Via::Child(p) => (format!("{p} -> child {cur}"), Some(p.clone())),
-                    Via::Referrer(s) => (format!("{s} <- referrer {cur}"), Some(s.clone())),
-                };
-                path.push(step);
-                match next {
-                    Some(n) if guard < 10_000 => cur = n,
-                    _ => break,
-                }
-            }
-            path.reverse();
+        let mut cur = id;
+        let mut guard = 0;
+        while let Some(i) = cur {
+            let Some(via) = live.via(i) else { break };
+            let name = view.name(i);
+            guard += 1;
+            let (step, next) = match via {
+                Via::Tag(t) => (format!("tag {t} -> {name}"), None),
+                Via::Untagged => (format!("untagged index.json entry {name}"), None),
+                Via::Pin => (format!("pin {name}"), None),
+                Via::Lease => (format!("lease {name}"), None),
+                Via::Dangling => (
+                    format!("dangling referrer {name}, inside the grace period"),
+                    None,
+                ),
+                Via::Child(p) => (format!("{} -> child {name}", view.name(*p)), Some(*p)),
+                Via::Referrer(s) => (format!("{} <- referrer {name}", view.name(*s)), Some(*s)),
+            };
+            path.push(step);
+            cur = next.filter(|_| guard < 10_000);
         }
-        let reason = (present && !live.contains_key(&d)).then(|| graph::reason(&view, &d, &params));
+        path.reverse();
+        let reason = match (present, live_via, id) {
+            (true, None, Some(i)) => Some(view.reason(i, &params)),
+            _ => None,
+        };
         Ok(Explanation {
-            live: live.contains_key(&d),
+            live: live_via.is_some(),
             digest: d,
             present,
             path,
@@ -653,19 +794,58 @@ impl Drop for CollectionGuard<'_> {
     }
 }
 
-fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
-    Ok(w.counts(d)?[catalog::count::UNTAGGED] > 0)
+/// Orders garbage so that every digest comes after its garbage parents (indexes before their
+/// manifests, manifests before their blobs), by digest within a level. Once a blob goes, nothing
+/// that could be tagged again still lists it.
+fn parents_first(r: &Reader, garbage: Vec<Removal>) -> Result<Vec<Removal>> {
+    let doomed: HashMap<String, usize> = garbage
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.digest.clone(), i))
+        .collect();
+    let mut parents: Vec<Vec<usize>> = Vec::with_capacity(garbage.len());
+    for g in &garbage {
+        parents.push(
+            r.parents(&g.digest)?
+                .iter()
+                .filter_map(|p| doomed.get(p).copied())
+                .collect(),
+        );
+    }
+    let mut level: Vec<Option<usize>> = vec![None; garbage.len()];
+    for start in 0..garbage.len() {
+        // Iterative depth-first: the level of a node is one more than its deepest garbage parent.
+        let mut stack = vec![(start, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if level[i].is_some() {
+                continue;
+            }
+            if expanded {
+                let l = parents[i]
+                    .iter()
+                    .filter_map(|&p| level[p])
+                    .max()
+                    .map_or(0, |m| m + 1);
+                level[i] = Some(l);
+            } else {
+                stack.push((i, true));
+                stack.extend(
+                    parents[i]
+                        .iter()
+                        .filter(|&&p| level[p].is_none())
+                        .map(|&p| (p, false)),
+                );
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..garbage.len()).collect();
+    order.sort_by(|&a, &b| (level[a], &garbage[a].digest).cmp(&(level[b], &garbage[b].digest)));
+    let mut slots: Vec<Option<Removal>> = garbage.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
-fn link(view: &mut View, subject: &str, referrer: &str) {
-    view.referrers
-        .entry(subject.to_owned())
-        .or_default()
-        .push(referrer.to_owned());
-    view.subjects
-        .entry(referrer.to_owned())
-        .or_default()
-        .push(subject.to_owned());
+fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
+    Ok(w.counts(d)?[catalog::count::UNTAGGED] > 0)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -676,8 +856,8 @@ fn ms(d: Duration) -> f64 {
 fn load_view(r: &Reader) -> Result<View> {
     let mut view = View::default();
     r.for_each_blob(|d, rec| {
-        view.present.insert(
-            d.to_owned(),
+        view.add_blob(
+            d,
             Node {
                 size: rec.size,
                 recorded_at: rec.recorded_at,
@@ -685,45 +865,39 @@ fn load_view(r: &Reader) -> Result<View> {
             },
         );
     })?;
-    r.for_each_manifest(|d, m| {
-        if let Some(n) = view.present.get_mut(d) {
-            n.artifact_type = m.artifact_type;
-        }
-    })?;
-    r.for_each_edge(|p, c| {
-        view.children
-            .entry(p.to_owned())
-            .or_default()
-            .push(c.to_owned())
-    })?;
-    r.for_each_referrer(|s, rf| link(&mut view, s, rf))?;
+    r.for_each_edge(|p, c| view.add_edge(p, c))?;
+    r.for_each_referrer(|s, rf| view.add_link(s, rf))?;
+    // The artifact type decides the policy, which matters for referrers only.
+    for d in view.referrer_names() {
+        view.set_artifact_type(&d, r.manifest(&d)?.and_then(|m| m.artifact_type));
+    }
     for row in r.tags()? {
         if ReferrerTag::parse(&row.tag).is_none() {
-            view.tags.push((row.tag, row.digest));
+            view.add_tag(row.tag, &row.digest);
         }
     }
-    view.untagged = r.untagged()?.into_iter().map(|(d, _)| d).collect();
-    view.pins = r.pins()?;
+    for (d, _) in r.untagged()? {
+        view.add_untagged(&d);
+    }
+    for p in r.pins()? {
+        view.add_pin(&p);
+    }
     Ok(view)
 }
 
 fn view_garbage(view: &View, p: &Params<'_>) -> Vec<Removal> {
     let live = graph::mark(view, p);
-    let mut out: Vec<Removal> = view
-        .present
-        .iter()
-        .filter(|(d, _)| !live.contains_key(*d))
-        .map(|(d, n)| Removal {
-            digest: d.clone(),
-            size: n.size,
-            reason: graph::reason(view, d, p),
+    view.garbage(&live, p)
+        .into_iter()
+        .map(|(digest, size, reason)| Removal {
+            digest,
+            size,
+            reason,
         })
-        .collect();
-    out.sort_by(|a, b| a.digest.cmp(&b.digest));
-    out
+        .collect()
 }
 
-/// The reason of [`graph::reason`], from the index without a loaded graph.
+/// The reason `View::reason` gives, from the index without a loaded graph.
 fn reason_from_index(r: &Reader, d: &str, p: &Params<'_>) -> Result<String> {
     let subjects: Vec<String> = r.subjects(d)?.into_iter().map(|(s, _)| s).collect();
     if !subjects.is_empty() {
