@@ -748,3 +748,62 @@ fn orphan_files_and_stale_temp_files_go_when_a_walk_is_due() {
         assert!(present(&store, root, &c));
     }
 }
+
+#[test]
+fn a_collection_right_after_a_complete_one_returns_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let img = image(&store, "img", &["a"]);
+    store.tag(img.as_str(), "img").unwrap();
+    blob(&store, b"garbage");
+    for strategy in [Strategy::MarkSweep, Strategy::Refcount] {
+        let opts = GcOptions {
+            strategy,
+            ..Default::default()
+        };
+        let first = store.gc(&opts).unwrap();
+        assert!(!first.unchanged);
+        let second = store.gc(&opts).unwrap();
+        assert!(second.unchanged, "{strategy:?}");
+        assert_eq!((second.removed_blobs, second.kept_blobs), (0, 3));
+        // Any write ends it: here an untag makes the image garbage.
+        store.tag(img.as_str(), "again").unwrap();
+        assert!(!store.gc(&opts).unwrap().unchanged);
+        // Other options are another question.
+        assert!(store.gc(&opts).unwrap().unchanged);
+        assert!(
+            !store
+                .gc(&GcOptions {
+                    delete_untagged: true,
+                    ..opts.clone()
+                })
+                .unwrap()
+                .unchanged
+        );
+    }
+    store.untag("img").unwrap();
+    store.untag("again").unwrap();
+    let r = gc(&store);
+    assert!(!r.unchanged);
+    assert_eq!(r.removed_blobs, 3);
+    // A grace period that ends is a change without a write: a dangling referrer pushed now is
+    // protected for 24 h, so the next collection may skip only until then.
+    let subject = Digest::sha256(b"absent");
+    let empty = blob(&store, b"{}");
+    manifest(
+        &store,
+        json!({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": SIG,
+        "config": desc("application/vnd.oci.empty.v1+json", &empty), "layers": [],
+        "subject": {"mediaType": MANIFEST, "digest": subject.as_str(), "size": 1}}),
+    );
+    assert_eq!(gc(&store).removed_blobs, 0);
+    assert!(gc(&store).unchanged);
+    let r = store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!r.unchanged);
+    assert_eq!(r.removed_blobs, 2);
+}

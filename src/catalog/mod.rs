@@ -41,7 +41,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
@@ -86,6 +86,13 @@ pub(crate) mod meta {
     pub const INDEX_EXTRA: &str = "index_json_extra";
     /// Present while a writer has the store open: its absence on open means a clean shutdown.
     pub const UNCLEAN: &str = "unclean";
+    /// Number of blobs, their bytes, and the number of manifests, three u64 little-endian,
+    /// kept by [`super::Writer::insert_blob`] and [`super::Writer::remove_blob`].
+    pub const TOTALS: &str = "totals";
+    /// Written by a complete collection that saw no other write while it ran, and removed by
+    /// every other write: while present, nothing can have become garbage, except dangling
+    /// referrers whose grace ends (`options-key expiry-secs`).
+    pub const GC_CLEAN: &str = "gc_clean";
     /// Present when the next collection must walk `blobs/` for orphan files: set by crash
     /// recovery and by reconciling changes another tool made.
     pub const ORPHAN_WALK: &str = "orphan_walk_due";
@@ -589,21 +596,27 @@ impl Reader {
     reads!();
 
     pub(crate) fn table_sizes(&self) -> Result<Counts> {
-        let blobs = self.t_blobs()?;
-        let mut c = Counts::default();
-        for row in blobs.iter()? {
-            let (_, v) = row?;
-            let rec = BlobRecord::decode(v.value())?;
-            c.blobs += 1;
-            c.bytes += rec.size;
-            c.manifests += u64::from(rec.manifest);
-        }
-        c.tags = self.t_tags()?.len()?;
-        c.untagged = self.t_untagged()?.len()?;
-        c.edges = self.t_edges()?.len()?;
-        c.referrer_edges = self.t_referrers()?.len()?;
-        Ok(c)
+        let [blobs, bytes, manifests] = decode_totals(self.meta(meta::TOTALS)?.as_deref());
+        Ok(Counts {
+            blobs,
+            bytes,
+            manifests,
+            tags: self.t_tags()?.len()?,
+            untagged: self.t_untagged()?.len()?,
+            edges: self.t_edges()?.len()?,
+            referrer_edges: self.t_referrers()?.len()?,
+        })
     }
+}
+
+fn decode_totals(b: Option<&[u8]>) -> [u64; 3] {
+    let mut out = [0u64; 3];
+    if let Some(b) = b.filter(|b| b.len() == 24) {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        }
+    }
+    out
 }
 
 /// Table sizes, for `stats`.
@@ -631,6 +644,10 @@ pub(crate) struct Writer<'t> {
     txn: &'t WriteTransaction,
     /// Record written digests in `CHANGED` (a collection is running).
     track: bool,
+    /// The collector's own writes do not count as changes since the last collection.
+    collector: bool,
+    /// Whether this writer has already cleared `meta::GC_CLEAN`.
+    dirtied: std::cell::Cell<bool>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
@@ -791,6 +808,8 @@ impl<'t> Writer<'t> {
         Writer {
             txn,
             track,
+            collector: false,
+            dirtied: std::cell::Cell::new(false),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -844,6 +863,35 @@ impl<'t> Writer<'t> {
     }
 
     /// Records a published blob. Keeps the first record if there is one.
+    fn add_totals(&self, blobs: i64, bytes: i64, manifests: i64) -> Result<()> {
+        let mut t = decode_totals(self.meta(meta::TOTALS)?.as_deref());
+        for (v, d) in t.iter_mut().zip([blobs, bytes, manifests]) {
+            *v = (*v as i64 + d).max(0) as u64;
+        }
+        let mut b = Vec::with_capacity(24);
+        for v in t {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        self.set_meta(meta::TOTALS, &b)
+    }
+
+    /// A writer for the collector itself: its writes leave `meta::GC_CLEAN` alone.
+    pub(crate) fn collector(txn: &'t WriteTransaction) -> Writer<'t> {
+        Writer {
+            collector: true,
+            ..Writer::new(txn)
+        }
+    }
+
+    /// Notes that the store changed since the last complete collection (once per writer).
+    fn dirty(&self) -> Result<()> {
+        if !self.collector && !self.dirtied.get() {
+            self.t_meta()?.remove(meta::GC_CLEAN)?;
+            self.dirtied.set(true);
+        }
+        Ok(())
+    }
+
     /// Records `digest` in `CHANGED` when tracking.
     pub(crate) fn touch(&self, digest: &str) -> Result<()> {
         if self.track {
@@ -854,6 +902,7 @@ impl<'t> Writer<'t> {
 
     /// Records a published blob. Keeps the first record if there is one.
     pub(crate) fn insert_blob(&self, digest: &str, rec: BlobRecord) -> Result<bool> {
+        self.dirty()?;
         self.touch(digest)?;
         {
             let mut t = self.t_blobs()?;
@@ -862,6 +911,7 @@ impl<'t> Writer<'t> {
             }
             t.insert(digest, rec.encode().as_slice())?;
         }
+        self.add_totals(1, rec.size as i64, i64::from(rec.manifest))?;
         // Referrers that arrived first now have a present subject.
         for (r, src) in self.referrers(digest)? {
             if src == Source::Subject && self.blob(&r)?.is_some() {
@@ -874,6 +924,7 @@ impl<'t> Writer<'t> {
 
     /// Records a parsed manifest with its edges. The blob row is written first, by the caller.
     pub(crate) fn insert_manifest(&self, digest: &str, size: u64, parsed: &Parsed) -> Result<()> {
+        self.dirty()?;
         {
             let mut manifests = self.t_manifests()?;
             if manifests.get(digest)?.is_some() {
@@ -907,6 +958,7 @@ impl<'t> Writer<'t> {
 
     /// Adds a referrer edge, in both directions.
     pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
+        self.dirty()?;
         self.touch(referrer)?;
         self.t_referrers()?
             .insert(subject, (referrer, src.code()))?;
@@ -916,6 +968,7 @@ impl<'t> Writer<'t> {
 
     /// Removes a referrer edge, in both directions.
     pub(crate) fn remove_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
+        self.dirty()?;
         self.t_referrers()?
             .remove(subject, (referrer, src.code()))?;
         self.t_subjects()?.remove(referrer, (subject, src.code()))?;
@@ -958,6 +1011,7 @@ impl<'t> Writer<'t> {
     /// Points `tag` at `digest`, keeping the inverse map, the counts and tag-derived referrer
     /// edges in step. Returns the digest it named before.
     pub(crate) fn set_tag(&self, tag: &str, digest: &str, entry: &[u8]) -> Result<Option<String>> {
+        self.dirty()?;
         let old = self.remove_tag(tag)?;
         self.touch(digest)?;
         self.t_tags()?.insert(tag, (digest, entry))?;
@@ -971,6 +1025,7 @@ impl<'t> Writer<'t> {
 
     /// Removes `tag`; returns the digest it named.
     pub(crate) fn remove_tag(&self, tag: &str) -> Result<Option<String>> {
+        self.dirty()?;
         let old = self.t_tags()?.remove(tag)?.map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
             self.t_tags_by_digest()?.remove(d.as_str(), tag)?;
@@ -1009,6 +1064,7 @@ impl<'t> Writer<'t> {
     }
 
     pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
+        self.dirty()?;
         self.touch(digest)?;
         if self.t_untagged()?.insert(digest, entry)? {
             return Ok(());
@@ -1017,6 +1073,7 @@ impl<'t> Writer<'t> {
     }
 
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
+        self.dirty()?;
         if self.t_untagged()?.remove(digest, entry)? {
             self.bump(digest, count::UNTAGGED, -1)?;
         }
@@ -1037,6 +1094,7 @@ impl<'t> Writer<'t> {
         digest: &str,
         doomed: Option<&dyn Fn(&str) -> bool>,
     ) -> Result<Option<BlobRecord>> {
+        self.dirty()?;
         let Some(rec) = self.blob(digest)? else {
             return Ok(None);
         };
@@ -1061,6 +1119,7 @@ impl<'t> Writer<'t> {
             self.t_manifests()?.remove(digest)?;
         }
         self.t_blobs()?.remove(digest)?;
+        self.add_totals(-1, -(rec.size as i64), -i64::from(rec.manifest))?;
         self.t_pins()?.remove(digest)?;
         for (r, src) in self.referrers(digest)? {
             if src == Source::Subject && !doomed(&r) && self.blob(&r)?.is_some() {
@@ -1126,6 +1185,7 @@ impl<'t> Writer<'t> {
 
     /// Pins or unpins a digest.
     pub(crate) fn set_pin(&self, digest: &str, pinned: bool) -> Result<bool> {
+        self.dirty()?;
         let mut t = self.t_pins()?;
         Ok(if pinned {
             self.touch(digest)?;

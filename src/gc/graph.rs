@@ -179,6 +179,16 @@ impl View {
             && p.now.saturating_sub(node.recorded_at) < p.grace_secs
     }
 
+    /// When the first grace period of a protected dangling referrer ends (`u64::MAX`: none).
+    pub fn next_expiry(&self, p: &Params<'_>) -> u64 {
+        (0..self.names.len() as u32)
+            .filter(|&i| self.dangling_protected(i, p))
+            .filter_map(|i| self.nodes[i as usize].as_ref())
+            .map(|n| n.recorded_at.saturating_add(p.grace_secs))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// The roots, each with why it is one.
     fn roots(&self, p: &Params<'_>) -> Vec<(u32, Via)> {
         let mut out = Vec::new();

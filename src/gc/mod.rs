@@ -148,6 +148,9 @@ pub struct GcReport {
     pub orphan_walk: bool,
     /// Whether index.json was rewritten.
     pub index_json_rewritten: bool,
+    /// Whether the collection returned at once because nothing was written since the last
+    /// complete one (under the same options) and no grace period ended since.
+    pub unchanged: bool,
     /// Milliseconds spent finding garbage.
     pub mark_ms: f64,
     /// The longest sweep transaction, in milliseconds: the pause writers saw.
@@ -237,6 +240,17 @@ impl Store {
             dry_run: opts.dry_run,
             ..GcReport::default()
         };
+        let key = options_key(&policy, opts);
+        if !opts.scan_orphans && self.unchanged_since_last_collection(&key)? {
+            // No write since the last complete collection under the same options, and no grace
+            // period has ended: nothing can have become garbage.
+            let sizes = self.stats()?;
+            report.unchanged = true;
+            report.kept_blobs = sizes.blobs;
+            report.kept_bytes = sizes.bytes;
+            report.total_ms = ms(started.elapsed());
+            return Ok(report);
+        }
         let _active = if opts.dry_run {
             None
         } else {
@@ -246,7 +260,7 @@ impl Store {
         let leased = self.leased();
         let params = self.params(opts, &policy, &leased);
         let mark_start = Instant::now();
-        let garbage: Vec<Removal> = match opts.strategy {
+        let (garbage, next_expiry): (Vec<Removal>, u64) = match opts.strategy {
             Strategy::MarkSweep => {
                 let view = load_view(&reader)?;
                 view_garbage(&view, &params)
@@ -256,7 +270,7 @@ impl Store {
                 view_garbage(&view, &params)
             }
             Strategy::Refcount => {
-                let found = refcount::garbage(&reader, &params)?;
+                let (found, expiry) = refcount::garbage(&reader, &params)?;
                 let mut out = Vec::with_capacity(found.len());
                 for d in found {
                     let size = reader.blob(&d)?.map_or(0, |b| b.size);
@@ -267,7 +281,7 @@ impl Store {
                     });
                 }
                 out.sort_by(|a, b| a.digest.cmp(&b.digest));
-                out
+                (out, expiry)
             }
         };
         let garbage = parents_first(&reader, garbage)?;
@@ -285,6 +299,10 @@ impl Store {
         }
         self.sweep(garbage, opts, &mut report)?;
         self.sweep_orphans(opts, &mut report)?;
+        // Content a lease protected may be garbage once the lease ends, without any write.
+        if leased.is_empty() && self.leased().is_empty() {
+            self.finish_collection(&format!("{key} {next_expiry}"))?;
+        }
         let after = self.stats()?;
         report.kept_blobs = after.blobs;
         report.kept_bytes = after.bytes;
@@ -331,7 +349,7 @@ impl Store {
             let (all, busy) = unlinked?;
             report.unlink_ms = ms(busy);
             let txn = self.write_txn()?;
-            let w = Writer::new(&txn);
+            let w = Writer::collector(&txn);
             w.clear_pending(&all)?;
             for k in &kept {
                 w.recount_from_scratch(k)?;
@@ -375,7 +393,7 @@ impl Store {
         kept: &mut HashSet<String>,
     ) -> Result<bool> {
         let txn = self.write_txn()?;
-        let w = Writer::new(&txn);
+        let w = Writer::collector(&txn);
         self.recheck(&w, doomed, kept)?;
         let mut changed = false;
         for g in garbage {
@@ -410,7 +428,7 @@ impl Store {
     ) -> Result<Vec<String>> {
         let t0 = Instant::now();
         let txn = self.write_txn()?;
-        let w = Writer::new(&txn);
+        let w = Writer::collector(&txn);
         self.recheck(&w, doomed, kept)?;
         let mut removed = Vec::new();
         let mut removals = Vec::new();
@@ -496,7 +514,7 @@ impl Store {
         self.mark_pending(&todo)?;
         self.unlink_marked(&todo)?;
         let txn = self.write_txn()?;
-        let w = Writer::new(&txn);
+        let w = Writer::collector(&txn);
         w.clear_pending(digests)?;
         drop(w);
         txn.commit()?;
@@ -539,7 +557,7 @@ impl Store {
             }
         }
         let txn = self.write_txn()?;
-        Writer::new(&txn).remove_meta(meta::ORPHAN_WALK)?;
+        Writer::collector(&txn).remove_meta(meta::ORPHAN_WALK)?;
         txn.commit()?;
         Ok(())
     }
@@ -776,11 +794,59 @@ impl Store {
     /// Starts recording writes for a collection; the guard stops it.
     fn begin_collection(&self) -> Result<CollectionGuard<'_>> {
         let txn = self.write_txn()?;
-        Writer::new(&txn).take_changed()?;
+        let w = Writer::collector(&txn);
+        w.take_changed()?;
+        w.set_meta(meta::GC_CLEAN, GC_RUNNING)?;
+        drop(w);
         self.gc_flag().fetch_add(1, Ordering::SeqCst);
         let guard = CollectionGuard { store: self };
         txn.commit()?;
         Ok(guard)
+    }
+}
+
+/// `meta::GC_CLEAN` while a collection runs: any other write removes it.
+const GC_RUNNING: &[u8] = b"running";
+
+fn options_key(policy: &Policy, opts: &GcOptions) -> String {
+    let policy = serde_json::to_vec(policy).unwrap_or_default();
+    let d = Digest::sha256(&policy);
+    format!(
+        "{}-{}-{}",
+        &d.encoded()[..16],
+        opts.grace.as_secs(),
+        opts.delete_untagged
+    )
+}
+
+impl Store {
+    /// Whether no write happened since the last complete collection under these options, and
+    /// no dangling referrer's grace period has ended since.
+    fn unchanged_since_last_collection(&self, key: &str) -> Result<bool> {
+        let r = self.reader()?;
+        if r.meta(meta::ORPHAN_WALK)?.is_some() || !self.leased().is_empty() {
+            return Ok(false);
+        }
+        let Some(v) = r.meta(meta::GC_CLEAN)? else {
+            return Ok(false);
+        };
+        let text = String::from_utf8_lossy(&v);
+        let Some((k, expiry)) = text.split_once(' ') else {
+            return Ok(false);
+        };
+        Ok(k == key && expiry.parse::<u64>().is_ok_and(|e| catalog::now_secs() < e))
+    }
+
+    /// Records that the collection saw no other write, if it did not.
+    fn finish_collection(&self, clean: &str) -> Result<()> {
+        let txn = self.write_txn()?;
+        let w = Writer::collector(&txn);
+        if w.meta(meta::GC_CLEAN)?.as_deref() == Some(GC_RUNNING) {
+            w.set_meta(meta::GC_CLEAN, clean.as_bytes())?;
+        }
+        drop(w);
+        txn.commit()?;
+        Ok(())
     }
 }
 
@@ -885,16 +951,18 @@ fn load_view(r: &Reader) -> Result<View> {
     Ok(view)
 }
 
-fn view_garbage(view: &View, p: &Params<'_>) -> Vec<Removal> {
+fn view_garbage(view: &View, p: &Params<'_>) -> (Vec<Removal>, u64) {
     let live = graph::mark(view, p);
-    view.garbage(&live, p)
+    let garbage = view
+        .garbage(&live, p)
         .into_iter()
         .map(|(digest, size, reason)| Removal {
             digest,
             size,
             reason,
         })
-        .collect()
+        .collect();
+    (garbage, view.next_expiry(p))
 }
 
 /// The reason `View::reason` gives, from the index without a loaded graph.

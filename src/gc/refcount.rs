@@ -24,7 +24,8 @@ use crate::catalog::{Reader, Source, count};
 use crate::error::Result;
 
 /// The garbage digests, as the reference counts find them.
-pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<HashSet<String>> {
+/// Also returns when the first grace period of a protected dangling referrer ends.
+pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u64)> {
     let mut memo_anchor: HashMap<String, bool> = HashMap::new();
     let mut anchored = |d: &str| -> Result<bool> {
         if let Some(&a) = memo_anchor.get(d) {
@@ -68,6 +69,7 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<HashSet<String>> {
     }
     // 3. Rescue what an uncounted link or the grace keeps, and what that reaches.
     let mut rescued: HashSet<String> = HashSet::new();
+    let mut next_expiry = u64::MAX;
     let mut queue: VecDeque<String> = VecDeque::new();
     for y in &t {
         let subjects = r.subjects(y)?;
@@ -81,9 +83,12 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<HashSet<String>> {
                 }
             }
         }
-        let dangling = all_absent
-            && r.blob(y)?
-                .is_some_and(|b| p.now.saturating_sub(b.recorded_at) < p.grace_secs);
+        let recorded = r.blob(y)?.map(|b| b.recorded_at);
+        let dangling =
+            all_absent && recorded.is_some_and(|at| p.now.saturating_sub(at) < p.grace_secs);
+        if dangling && let Some(at) = recorded {
+            next_expiry = next_expiry.min(at.saturating_add(p.grace_secs));
+        }
         if present_subject || dangling {
             rescued.insert(y.clone());
             queue.push_back(y.clone());
@@ -99,7 +104,7 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<HashSet<String>> {
         }
     }
     t.retain(|d| !rescued.contains(d));
-    Ok(t)
+    Ok((t, next_expiry))
 }
 
 /// Whether a root keeps `d` by itself: the rule of [`super::graph::View::roots`], read from the
