@@ -1105,8 +1105,12 @@ impl<'t> Writer<'t> {
         if self.counts(digest)?[count::UNTAGGED] > 0 {
             self.remove_entries(digest)?;
         }
+        // Its own `subject` field goes with it (and comes back with it if it is pushed again);
+        // links from a fallback index's tag stay while that tag does, as the tag still lists it.
         for (s, src) in self.subjects(digest)? {
-            self.remove_link(&s, digest, src)?;
+            if src != Source::Tag(LinkKind::Fallback) {
+                self.remove_link(&s, digest, src)?;
+            }
         }
         if rec.manifest {
             for c in self.children(digest)? {
@@ -1130,6 +1134,18 @@ impl<'t> Writer<'t> {
             // Every parent is gone: the inverse rows and the counts go with the digest.
             self.t_parents()?.remove_all(digest)?;
             self.t_counts()?.remove(digest)?;
+        } else {
+            // Its subjects no longer support it; pushed again, it counts them afresh.
+            let mut t = self.t_counts()?;
+            let row = t.get(digest)?.map(|v| v.value());
+            if let Some(mut row) = row {
+                row[count::SUBJECT_LINKS] = 0;
+                if row == [0; 4] {
+                    t.remove(digest)?;
+                } else {
+                    t.insert(digest, row)?;
+                }
+            }
         }
         self.t_pending()?.insert(digest, rec.size)?;
         self.t_candidates()?.remove(digest)?;

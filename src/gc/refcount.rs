@@ -81,6 +81,10 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
                 if !t.contains(s) {
                     present_subject = true;
                 }
+            } else if absent_but_live(r, s, &t, p)? {
+                // An absent subject can still be live (a live index lists it, a lease or a pin
+                // protects it), and so are its referrers.
+                present_subject = true;
             }
         }
         let recorded = r.blob(y)?.map(|b| b.recorded_at);
@@ -105,6 +109,20 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
     }
     t.retain(|d| !rescued.contains(d));
     Ok((t, next_expiry))
+}
+
+/// Whether an absent digest is live: a root names it or a live parent (present, outside `T`)
+/// lists it.
+fn absent_but_live(r: &Reader, d: &str, t: &HashSet<String>, p: &Params<'_>) -> Result<bool> {
+    if anchored(r, d, p)? {
+        return Ok(true);
+    }
+    for parent in r.parents(d)? {
+        if !t.contains(&parent) && r.blob(&parent)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a root keeps `d` by itself: the rule of [`super::graph::View::roots`], read from the
