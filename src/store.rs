@@ -47,6 +47,9 @@ pub struct Options {
     pub max_manifest_size: u64,
     /// Show a progress bar on stderr, when it is a terminal, while indexing a layout.
     pub progress: bool,
+    /// List every manifest put with a `subject` in index.json, untagged (as oras does), so that
+    /// other tools see referrers and their collectors keep them (default true).
+    pub list_referrers: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             lock_timeout: Duration::from_secs(10),
             max_manifest_size: 4 << 20,
             progress: false,
+            list_referrers: true,
         }
     }
 }
@@ -1173,8 +1177,21 @@ impl Batch<'_> {
             digest.as_str(),
             BlobRecord::new(staged.size, parsed.is_some(), staged.verified),
         )?;
+        let mut listed = false;
         if let Some(p) = &parsed {
             w.insert_manifest(digest.as_str(), staged.size, p)?;
+            if p.subject.is_some() && self.store.options.list_referrers {
+                // Listed in index.json, untagged, as oras does: other tools that read or collect
+                // the layout (umoci gc, skopeo) then see the referrer and keep its content.
+                let mut entry = Entry::new(&digest, &p.media_type, staged.size, None);
+                if let Some(at) = &p.artifact_type {
+                    entry
+                        .object
+                        .insert("artifactType".into(), at.clone().into());
+                }
+                w.add_untagged(digest.as_str(), &entry.to_bytes())?;
+                listed = true;
+            }
         }
         let put = Put {
             digest,
@@ -1183,6 +1200,7 @@ impl Batch<'_> {
             existed: false,
         };
         drop(w);
+        self.index_dirty |= listed;
         self.staged.push(staged);
         Ok(put)
     }

@@ -189,7 +189,7 @@ fn import_all_brings_everything_and_answers_like_adoption() {
     let adopted = Store::init(&adopted_root, &Options::default()).unwrap();
 
     let dst_dir = tempfile::tempdir().unwrap();
-    let dst = Store::init(dst_dir.path(), &Options::default()).unwrap();
+    let dst = Store::init(dst_dir.path(), &exact_entries()).unwrap();
     let report = dst.import(&src, &[]).unwrap();
     assert_eq!(snapshot(&src), src_before, "import changed its source");
     assert!(
@@ -338,7 +338,7 @@ fn import_one_tag_brings_its_closure_and_referrers_only() {
     let src = src_dir.path().join("src");
     let g = generate(&src);
     let dst_dir = tempfile::tempdir().unwrap();
-    let dst = Store::init(dst_dir.path(), &Options::default()).unwrap();
+    let dst = Store::init(dst_dir.path(), &exact_entries()).unwrap();
 
     let report = dst.import(&src, &["v1".to_owned()]).unwrap();
 
@@ -696,4 +696,14 @@ fn import_verifies_blobs_larger_than_the_manifest_limit() {
         "expected a digest mismatch on the layer, got {err:?}"
     );
     assert_unchanged(&dst, &before);
+}
+
+/// Options under which the destination's index.json lists exactly what the source's does: the
+/// store would otherwise add an untagged entry for each subject-field referrer the source did
+/// not list (`Options::list_referrers`, tested in tests/store.rs).
+fn exact_entries() -> Options {
+    Options {
+        list_referrers: false,
+        ..Options::default()
+    }
 }

@@ -699,3 +699,37 @@ fn a_clean_close_needs_no_recovery_and_a_crash_leftover_is_cleaned() {
     assert_eq!(store.open_report().removed_temp_files, 1);
     assert!(files_under(&root.join(".ocistore/ingest")).is_empty());
 }
+
+#[test]
+fn referrers_are_listed_untagged_in_index_json_and_leave_with_their_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Store::init(root, &Options::default()).unwrap();
+    let img = image(&store, "img", None);
+    store.tag(img.as_str(), "img").unwrap();
+    let sig = image(&store, "sig", Some(&img));
+    let ix = index_json(root);
+    let entry = ix["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["digest"] == sig.as_str())
+        .cloned();
+    let entry = entry.expect("the referrer is listed in index.json");
+    assert!(entry["annotations"]["org.opencontainers.image.ref.name"].is_null());
+    assert_eq!(entry["artifactType"], "application/vnd.example.signature");
+    // The entry is not a root: the referrer goes with its subject, and its entry with it.
+    store.untag("img").unwrap();
+    store.gc(&ocistore::gc::GcOptions::default()).unwrap();
+    assert_eq!(index_json(root)["manifests"], json!([]));
+    // And the store can be told not to list them.
+    let opts = Options {
+        list_referrers: false,
+        ..Options::default()
+    };
+    let dir2 = tempfile::tempdir().unwrap();
+    let store = Store::init(dir2.path(), &opts).unwrap();
+    let img = image(&store, "img", None);
+    image(&store, "sig", Some(&img));
+    assert_eq!(index_json(dir2.path())["manifests"], json!([]));
+}
