@@ -248,6 +248,12 @@ fn options(cli: &Cli) -> Options {
     }
 }
 
+fn open_for_writing(cli: &Cli) -> ocistore::Result<Store> {
+    let store = Store::open(&cli.store, &options(cli))?;
+    warn_report(store.open_report());
+    Ok(store)
+}
+
 /// Opens for a command that only reads: as a writer when the store is free (which lets it
 /// take in changes other tools made), read-only when another process is writing.
 fn open_for_reading(cli: &Cli) -> ocistore::Result<Store> {
@@ -255,10 +261,12 @@ fn open_for_reading(cli: &Cli) -> ocistore::Result<Store> {
         lock_timeout: Duration::ZERO,
         ..options(cli)
     };
-    match Store::open(&cli.store, &opts) {
+    let store = match Store::open(&cli.store, &opts) {
         Err(Error::Locked { .. }) => Store::open_read_only(&cli.store, &opts),
         other => other,
-    }
+    }?;
+    warn_report(store.open_report());
+    Ok(store)
 }
 
 fn print_json(v: &impl Serialize) -> ocistore::Result<()> {
@@ -275,6 +283,19 @@ fn say(line: impl AsRef<str>) -> ocistore::Result<()> {
 fn warn_report(report: &ocistore::OpenReport) {
     for w in &report.warnings {
         eprintln!("warning: {w}");
+    }
+    if !report.removed_outside.is_empty() {
+        eprintln!(
+            "warning: {} blobs the store held were removed by another tool: {}",
+            report.removed_outside.len(),
+            report.removed_outside.join(", ")
+        );
+    }
+    if report.recovered {
+        eprintln!(
+            "note: the last writer did not close the store; recovered ({} blobs indexed)",
+            report.indexed_blobs
+        );
     }
     if let Some(r) = &report.reconciled
         && !r.conflicts.is_empty()
@@ -302,7 +323,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             ))
         }
         Command::Import { src, tags } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let r = store.import(src, tags)?;
             for w in &r.warnings {
                 eprintln!("warning: {w}");
@@ -340,7 +361,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 }
                 Box::new(std::fs::File::open(file).map_err(|e| Error::io("open", file, e))?)
             };
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let opts = PutOptions {
                 media_type: media_type.clone(),
                 ..PutOptions::default()
@@ -358,7 +379,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             say(put.digest.as_str())
         }
         Command::Tag { reference, new_tag } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let d = store.tag(reference, new_tag)?;
             if cli.json {
                 return print_json(&serde_json::json!({"tag": new_tag, "digest": d}));
@@ -366,7 +387,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             say(format!("{new_tag} -> {d}"))
         }
         Command::Untag { tag } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let d = store.untag(tag)?;
             if cli.json {
                 return print_json(&serde_json::json!({"tag": tag, "digest": d}));
@@ -375,7 +396,6 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
         }
         Command::Ls => {
             let store = open_for_reading(cli)?;
-            warn_report(store.open_report());
             let entries = store.list()?;
             if cli.json {
                 return print_json(&entries);
@@ -444,7 +464,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             dry_run,
             force,
         } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let r = store.delete(
                 reference,
                 &ocistore::gc::DeleteOptions {
@@ -474,7 +494,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             scan_orphans,
             chunk,
         } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let mut opts = liveness.options(&store)?;
             opts.chunk = *chunk;
             opts.dry_run = *dry_run;
@@ -537,13 +557,13 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             }
         }
         Command::Pin { reference } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let d = store.resolve(reference)?;
             store.pin(&d)?;
             say(format!("pinned {d}"))
         }
         Command::Unpin { reference } => {
-            let store = Store::open(&cli.store, &options(cli))?;
+            let store = open_for_writing(cli)?;
             let d = store.resolve(reference)?;
             if !store.unpin(&d)? {
                 return Err(Error::NotFound(format!("pin of {d}")));

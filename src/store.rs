@@ -76,6 +76,9 @@ pub struct OpenReport {
     pub removed_temp_files: u64,
     /// Unlinks a collection had committed but not finished, done by this open.
     pub finished_unlinks: u64,
+    /// Blobs the index recorded whose files another tool removed while the store was closed.
+    /// They are no longer recorded as present; tags and entries naming them stay.
+    pub removed_outside: Vec<String>,
     /// Changes to index.json made outside the store, taken in.
     pub reconciled: Option<ReconcileReport>,
     /// Files skipped while reading the layout, and why.
@@ -286,6 +289,7 @@ impl Store {
         store.recover()?;
         let pending = store.db.read()?.pending()?;
         if !pending.is_empty() {
+            store.mark_writing()?;
             store.unlink_pending(&pending)?;
             store.report.finished_unlinks = pending.len() as u64;
         }
@@ -455,6 +459,20 @@ impl Store {
         }
     }
 
+    /// Before the session's first change to `blobs/`, commits the unclean mark that a clean
+    /// close clears (with a fresh stamp of `blobs/`).
+    pub(crate) fn mark_writing(&self) -> Result<()> {
+        let w = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let mut marked = w.marked.lock().unwrap_or_else(|p| p.into_inner());
+        if !*marked {
+            let txn = self.db.write()?;
+            Writer::new(&txn).set_meta(meta::UNCLEAN, b"1")?;
+            txn.commit()?;
+            *marked = true;
+        }
+        Ok(())
+    }
+
     fn check_schema(&self) -> Result<()> {
         let found = schema_in(&self.db.read()?);
         match found {
@@ -486,11 +504,47 @@ impl Store {
             Some(fp) => !fp.matches(&index_path)?,
             None => true,
         };
-        if !unclean && !index_changed {
+        let stamp = blobs_stamp(&self.layout)?;
+        let blobs_changed = !unclean
+            && self.db.read()?.meta(meta::BLOBS_STAMP)?.as_deref() != Some(stamp.as_bytes());
+        if !unclean && !index_changed && !blobs_changed {
             return Ok(());
         }
         let txn = self.db.write()?;
         let w = Writer::new(&txn);
+        if blobs_changed {
+            // Another tool added or removed blobs while the store was closed: compare the
+            // directory with the index, both ways.
+            let mut warnings = Vec::new();
+            let files = scan::list_blob_files(&self.layout, &mut warnings)?;
+            let on_disk: HashSet<String> = files.iter().map(|(d, _)| d.to_string()).collect();
+            let mut gone = Vec::new();
+            w.for_each_blob_digest(|d| {
+                if !on_disk.contains(d) {
+                    gone.push(d.to_owned());
+                }
+            })?;
+            for d in &gone {
+                w.forget_blob(d)?;
+            }
+            let pending: HashSet<String> = w.pending()?.into_iter().collect();
+            let unknown: Vec<_> = files
+                .into_iter()
+                .filter(|(d, _)| !pending.contains(d.as_str()))
+                .filter(|(d, _)| w.blob(d.as_str()).ok().flatten().is_none())
+                .collect();
+            let (blobs, more) = scan::read_blobs(
+                &self.layout,
+                unknown,
+                self.options.max_manifest_size,
+                self.options.progress,
+            );
+            warnings.extend(more);
+            self.report.indexed_blobs += insert_scanned(&w, &blobs)?;
+            self.report.warnings.extend(warnings);
+            self.report.removed_outside = gone;
+            w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes())?;
+        }
         if unclean {
             self.report.recovered = true;
             let mut warnings = Vec::new();
@@ -514,6 +568,7 @@ impl Store {
             self.report.warnings.extend(warnings);
             w.remove_meta(meta::UNCLEAN)?;
             w.set_meta(meta::ORPHAN_WALK, b"1")?;
+            w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes())?;
         }
         if index_changed {
             let (theirs, fp) = IndexJson::read(&index_path)?;
@@ -547,16 +602,7 @@ impl Store {
     /// one rewrite of index.json. Nothing is visible until [`Batch::commit`]; dropping the batch
     /// discards it and its staged files.
     pub fn batch(&self) -> Result<Batch<'_>> {
-        let w = self.writer.as_ref().ok_or(Error::ReadOnly)?;
-        {
-            let mut marked = w.marked.lock().unwrap_or_else(|p| p.into_inner());
-            if !*marked {
-                let txn = self.db.write()?;
-                Writer::new(&txn).set_meta(meta::UNCLEAN, b"1")?;
-                txn.commit()?;
-                *marked = true;
-            }
-        }
+        self.mark_writing()?;
         let txn = self.db.write()?;
         // Read after the write lock is held: a collection that started earlier committed its
         // start first, so this batch's writes are recorded for it.
@@ -810,9 +856,14 @@ impl Drop for Store {
         }
         // A clean close: the next open need not walk blobs/. If this fails the mark stays, and
         // the next open merely does a recovery it did not need.
-        if let Ok(txn) = self.db.write()
-            && Writer::new(&txn).remove_meta(meta::UNCLEAN).is_ok()
-        {
+        let Ok(txn) = self.db.write() else { return };
+        let w = Writer::new(&txn);
+        let stamped = match blobs_stamp(&self.layout) {
+            Ok(stamp) => w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes()),
+            Err(_) => w.remove_meta(meta::BLOBS_STAMP),
+        };
+        if stamped.is_ok() && w.remove_meta(meta::UNCLEAN).is_ok() {
+            drop(w);
             let _ = txn.commit();
         }
     }
@@ -868,6 +919,28 @@ fn schema_of(db: &Database) -> Result<Option<u64>> {
     Ok(schema_in(&Reader::new(db.begin_read()?)))
 }
 
+/// The modification times of `blobs/` and of each `blobs/<alg>/`: adding or removing a blob
+/// changes its directory's.
+fn blobs_stamp(layout: &Layout) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = layout.blobs_dir();
+    let stamp = |p: &Path| -> Result<String> {
+        let m = fs::symlink_metadata(p).map_err(|e| Error::io("stat", p, e))?;
+        Ok(format!("{}.{}", m.mtime(), m.mtime_nsec()))
+    };
+    let mut parts = vec![format!("/{}", stamp(&dir)?)];
+    for e in fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))? {
+        let e = e.map_err(|e| Error::io("read", &dir, e))?;
+        parts.push(format!(
+            "{}={}",
+            e.file_name().to_string_lossy(),
+            stamp(&e.path())?
+        ));
+    }
+    parts.sort();
+    Ok(parts.join(","))
+}
+
 /// Removes what a crashed writer left in `.ocistore/ingest/`. Called with the writer lock held.
 fn clean_ingest(layout: &Layout) -> Result<u64> {
     let dir = layout.ingest_dir();
@@ -889,6 +962,7 @@ fn build_index(
 ) -> Result<()> {
     let tmp = path.with_extension("building");
     let _ = fs::remove_file(&tmp);
+    let stamp = blobs_stamp(layout)?;
     let scanned = scan::scan(layout, options.max_manifest_size, options.progress)?;
     let (theirs, fp) = IndexJson::read(&layout.index_json())?;
     {
@@ -902,6 +976,7 @@ fn build_index(
         let base = current_entries(&w)?;
         let r = merge_index(&w, layout, options, &base, &theirs)?;
         w.set_meta(meta::INDEX_JSON, &fp.encode())?;
+        w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes())?;
         if !r.repeated_tags.is_empty() {
             report.warnings.push(format!(
                 "index.json repeats tags {:?}: the last entry of each keeps it",

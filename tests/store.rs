@@ -733,3 +733,28 @@ fn referrers_are_listed_untagged_in_index_json_and_leave_with_their_subject() {
     image(&store, "sig", Some(&img));
     assert_eq!(index_json(dir2.path())["manifests"], json!([]));
 }
+
+#[test]
+fn blobs_removed_or_added_by_another_tool_are_noticed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Store::init(root, &Options::default()).unwrap();
+    let a = image(&store, "a", None);
+    store.tag(a.as_str(), "a").unwrap();
+    let loose = put(&store, b"a blob nothing references");
+    drop(store);
+    // Another tool's collector removes the unreferenced blob and writes one of its own.
+    fs::remove_file(root.join(loose.blob_path())).unwrap();
+    let theirs = Digest::sha256(b"their blob");
+    fs::write(root.join(theirs.blob_path()), b"their blob").unwrap();
+    let store = Store::open(root, &Options::default()).unwrap();
+    assert_eq!(store.open_report().removed_outside, vec![loose.to_string()]);
+    assert!(store.blob_info(&loose).unwrap().is_none());
+    assert!(store.blob_info(&theirs).unwrap().unwrap().verified);
+    assert_eq!(store.resolve("a").unwrap(), a);
+    drop(store);
+    // Nothing changed since: the next open does not walk.
+    let store = Store::open(root, &Options::default()).unwrap();
+    assert!(store.open_report().removed_outside.is_empty());
+    assert_eq!(store.open_report().indexed_blobs, 0);
+}

@@ -93,6 +93,9 @@ pub(crate) mod meta {
     /// every other write: while present, nothing can have become garbage, except dangling
     /// referrers whose grace ends (`options-key expiry-secs`).
     pub const GC_CLEAN: &str = "gc_clean";
+    /// The modification times of `blobs/` and `blobs/<alg>/` when the store was last closed
+    /// cleanly: a difference on open means another tool added or removed blobs.
+    pub const BLOBS_STAMP: &str = "blobs_stamp";
     /// Present when the next collection must walk `blobs/` for orphan files: set by crash
     /// recovery and by reconciling changes another tool made.
     pub const ORPHAN_WALK: &str = "orphan_walk_due";
@@ -875,6 +878,14 @@ impl<'t> Writer<'t> {
         self.set_meta(meta::TOTALS, &b)
     }
 
+    pub(crate) fn for_each_blob_digest(&self, mut f: impl FnMut(&str)) -> Result<()> {
+        let t = self.t_blobs()?;
+        for row in t.iter()? {
+            f(row?.0.value());
+        }
+        Ok(())
+    }
+
     /// A writer for the collector itself: its writes leave `meta::GC_CLEAN` alone.
     pub(crate) fn collector(txn: &'t WriteTransaction) -> Writer<'t> {
         Writer {
@@ -1094,16 +1105,36 @@ impl<'t> Writer<'t> {
         digest: &str,
         doomed: Option<&dyn Fn(&str) -> bool>,
     ) -> Result<Option<BlobRecord>> {
+        self.remove_blob_keeping(digest, doomed, false)
+    }
+
+    /// Forgets a blob whose file another tool removed: as [`Writer::remove_blob`], but its tags
+    /// and index.json entries stay (they are the other tool's to change; the layout is now sparse
+    /// there) and no unlink is pending.
+    pub(crate) fn forget_blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
+        let rec = self.remove_blob_keeping(digest, None, true)?;
+        self.t_pending()?.remove(digest)?;
+        Ok(rec)
+    }
+
+    fn remove_blob_keeping(
+        &self,
+        digest: &str,
+        doomed: Option<&dyn Fn(&str) -> bool>,
+        keep_names: bool,
+    ) -> Result<Option<BlobRecord>> {
         self.dirty()?;
         let Some(rec) = self.blob(digest)? else {
             return Ok(None);
         };
         let doomed = |d: &str| doomed.is_some_and(|f| f(d));
-        for tag in self.tags_of(digest)? {
-            self.remove_tag(&tag)?;
-        }
-        if self.counts(digest)?[count::UNTAGGED] > 0 {
-            self.remove_entries(digest)?;
+        if !keep_names {
+            for tag in self.tags_of(digest)? {
+                self.remove_tag(&tag)?;
+            }
+            if self.counts(digest)?[count::UNTAGGED] > 0 {
+                self.remove_entries(digest)?;
+            }
         }
         // Its own `subject` field goes with it (and comes back with it if it is pushed again);
         // links from a fallback index's tag stay while that tag does, as the tag still lists it.

@@ -699,6 +699,7 @@ impl Store {
         if opts.dry_run {
             return Ok(report);
         }
+        self.mark_writing()?;
         let txn = self.write_txn()?;
         let w = Writer::new(&txn);
         let mut entries_changed = false;
@@ -793,6 +794,7 @@ impl Store {
 
     /// Starts recording writes for a collection; the guard stops it.
     fn begin_collection(&self) -> Result<CollectionGuard<'_>> {
+        self.mark_writing()?;
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         w.take_changed()?;
