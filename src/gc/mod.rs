@@ -1,7 +1,7 @@
 //! Garbage collection, deletion, `explain`, pins and leases.
 //!
-//! Liveness is defined once, in [`graph`]; three strategies find the garbage it implies:
-//! mark-sweep over the index, reference counts kept on every write ([`refcount`]), and a
+//! Liveness is defined once, in `graph.rs`; three strategies find the garbage it implies:
+//! mark-sweep over the index, reference counts kept on every write (`refcount.rs`), and a
 //! baseline that parses the layout's files as other tools do. They must agree: the property
 //! tests in `tests/gc_model.rs` check it.
 //!
