@@ -540,7 +540,7 @@ impl Store {
                 self.options.progress,
             );
             warnings.extend(more);
-            self.report.indexed_blobs += insert_scanned(&w, &blobs)?;
+            self.report.indexed_blobs += insert_scanned(&w, &self.layout, &blobs, true)?;
             self.report.warnings.extend(warnings);
             self.report.removed_outside = gone;
             w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes())?;
@@ -564,7 +564,7 @@ impl Store {
                 self.options.progress,
             );
             warnings.extend(more);
-            self.report.indexed_blobs += insert_scanned(&w, &blobs)?;
+            self.report.indexed_blobs += insert_scanned(&w, &self.layout, &blobs, true)?;
             self.report.warnings.extend(warnings);
             w.remove_meta(meta::UNCLEAN)?;
             w.set_meta(meta::ORPHAN_WALK, b"1")?;
@@ -858,11 +858,7 @@ impl Drop for Store {
         // the next open merely does a recovery it did not need.
         let Ok(txn) = self.db.write() else { return };
         let w = Writer::new(&txn);
-        let stamped = match blobs_stamp(&self.layout) {
-            Ok(stamp) => w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes()),
-            Err(_) => w.remove_meta(meta::BLOBS_STAMP),
-        };
-        if stamped.is_ok() && w.remove_meta(meta::UNCLEAN).is_ok() {
+        if w.remove_meta(meta::UNCLEAN).is_ok() {
             drop(w);
             let _ = txn.commit();
         }
@@ -921,7 +917,7 @@ fn schema_of(db: &Database) -> Result<Option<u64>> {
 
 /// The modification times of `blobs/` and of each `blobs/<alg>/`: adding or removing a blob
 /// changes its directory's.
-fn blobs_stamp(layout: &Layout) -> Result<String> {
+pub(crate) fn blobs_stamp(layout: &Layout) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let dir = layout.blobs_dir();
     let stamp = |p: &Path| -> Result<String> {
@@ -972,7 +968,7 @@ fn build_index(
         let txn = db.begin_write()?;
         let w = Writer::new(&txn);
         w.migrate()?;
-        report.indexed_blobs += insert_scanned(&w, &scanned.blobs)?;
+        report.indexed_blobs += insert_scanned(&w, layout, &scanned.blobs, false)?;
         let base = current_entries(&w)?;
         let r = merge_index(&w, layout, options, &base, &theirs)?;
         w.set_meta(meta::INDEX_JSON, &fp.encode())?;
@@ -993,10 +989,26 @@ fn build_index(
     Ok(())
 }
 
-fn insert_scanned(w: &Writer<'_>, blobs: &[scan::ScannedBlob]) -> Result<u64> {
+/// Records scanned blobs. `found` marks blobs a walk found after the layout was indexed: their
+/// first-recorded time is their file's, so that the grace period counts from when they were
+/// written.
+fn insert_scanned(
+    w: &Writer<'_>,
+    layout: &Layout,
+    blobs: &[scan::ScannedBlob],
+    found: bool,
+) -> Result<u64> {
     let mut n = 0;
     for b in blobs {
-        let rec = BlobRecord::new(b.size, b.parsed.is_some(), b.verified);
+        let mut rec = BlobRecord::new(b.size, b.parsed.is_some(), b.verified);
+        if found {
+            rec.found = true;
+            rec.recorded_at = fs::symlink_metadata(layout.blob_path(&b.digest))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(rec.recorded_at, |d| d.as_secs());
+        }
         if w.insert_blob(b.digest.as_str(), rec)? {
             n += 1;
         }
@@ -1363,6 +1375,11 @@ impl Batch<'_> {
         }
         for d in &dirs {
             sync_dir(d)?;
+        }
+        if !dirs.is_empty() {
+            // The store's own change to blobs/: a later difference is another tool's.
+            self.writer()
+                .set_meta(meta::BLOBS_STAMP, blobs_stamp(layout)?.as_bytes())?;
         }
         if self.index_dirty {
             self.store.write_index_json(&self.writer())?;

@@ -148,8 +148,13 @@ pub struct BlobRecord {
     /// Whether its digest was checked against its content (false for unregistered algorithms,
     /// and for large blobs adopted from a foreign layout until `verify` runs).
     pub verified: bool,
-    /// When the store first recorded it, in seconds since the Unix epoch.
+    /// When the store first recorded it, in seconds since the Unix epoch (for a blob `found`
+    /// by a walk, when its file was written).
     pub recorded_at: u64,
+    /// Found in `blobs/` by a walk after the store had indexed the layout: written by another
+    /// tool (perhaps still writing) or left by a crashed writer. Unreachable, it is kept for the
+    /// grace period, like an orphan file.
+    pub found: bool,
 }
 
 impl BlobRecord {
@@ -159,13 +164,15 @@ impl BlobRecord {
             manifest,
             verified,
             recorded_at: now_secs(),
+            found: false,
         }
     }
 
     fn encode(&self) -> [u8; 17] {
         let mut b = [0u8; 17];
         b[..8].copy_from_slice(&self.size.to_le_bytes());
-        b[8] = u8::from(self.manifest) | (u8::from(!self.verified) << 1);
+        b[8] =
+            u8::from(self.manifest) | (u8::from(!self.verified) << 1) | (u8::from(self.found) << 2);
         b[9..].copy_from_slice(&self.recorded_at.to_le_bytes());
         b
     }
@@ -179,6 +186,7 @@ impl BlobRecord {
             size: u(0..8),
             manifest: b[8] & 1 != 0,
             verified: b[8] & 2 == 0,
+            found: b[8] & 4 != 0,
             recorded_at: u(9..17),
         })
     }

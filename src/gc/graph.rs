@@ -8,6 +8,8 @@
 //! - A referrer's own tags are roots only under the soft policy.
 //! - A referrer all of whose subjects are absent is dangling: it is a root while younger than the
 //!   grace period, counted from when the store first recorded it.
+//! - A blob a walk found in `blobs/` after the layout was indexed (another tool's, or a crashed
+//!   writer's) is a root while its file is younger than the grace period.
 //! - Live: everything reachable from a root through strong edges and, transitively, through
 //!   referrer edges (every referrer of a live node is live).
 //!
@@ -25,6 +27,8 @@ pub(crate) struct Node {
     pub size: u64,
     pub recorded_at: u64,
     pub artifact_type: Option<String>,
+    /// Found in `blobs/` by a walk (see `BlobRecord::found`).
+    pub found: bool,
 }
 
 /// The graph of a store at one moment.
@@ -63,6 +67,7 @@ pub(crate) enum Via {
     Pin,
     Lease,
     Dangling,
+    Found,
     Child(u32),
     Referrer(u32),
 }
@@ -179,10 +184,19 @@ impl View {
             && p.now.saturating_sub(node.recorded_at) < p.grace_secs
     }
 
-    /// When the first grace period of a protected dangling referrer ends (`u64::MAX`: none).
+    /// Whether `i` is a blob a walk found, younger than the grace: another tool may still be
+    /// writing the manifest that will reference it.
+    fn found_protected(&self, i: u32, p: &Params<'_>) -> bool {
+        self.nodes[i as usize]
+            .as_ref()
+            .is_some_and(|n| n.found && p.now.saturating_sub(n.recorded_at) < p.grace_secs)
+    }
+
+    /// When the first grace period of a protected dangling referrer or found blob ends
+    /// (`u64::MAX`: none).
     pub fn next_expiry(&self, p: &Params<'_>) -> u64 {
         (0..self.names.len() as u32)
-            .filter(|&i| self.dangling_protected(i, p))
+            .filter(|&i| self.dangling_protected(i, p) || self.found_protected(i, p))
             .filter_map(|i| self.nodes[i as usize].as_ref())
             .map(|n| n.recorded_at.saturating_add(p.grace_secs))
             .min()
@@ -216,6 +230,11 @@ impl View {
             (0..self.names.len() as u32)
                 .filter(|&i| self.dangling_protected(i, p))
                 .map(|i| (i, Via::Dangling)),
+        );
+        out.extend(
+            (0..self.names.len() as u32)
+                .filter(|&i| self.found_protected(i, p))
+                .map(|i| (i, Via::Found)),
         );
         out
     }

@@ -351,6 +351,10 @@ impl Store {
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
             w.clear_pending(&all)?;
+            w.set_meta(
+                meta::BLOBS_STAMP,
+                crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
+            )?;
             for k in &kept {
                 w.recount_from_scratch(k)?;
             }
@@ -516,6 +520,10 @@ impl Store {
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         w.clear_pending(digests)?;
+        w.set_meta(
+            meta::BLOBS_STAMP,
+            crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
+        )?;
         drop(w);
         txn.commit()?;
         Ok(())
@@ -557,7 +565,13 @@ impl Store {
             }
         }
         let txn = self.write_txn()?;
-        Writer::collector(&txn).remove_meta(meta::ORPHAN_WALK)?;
+        let w = Writer::collector(&txn);
+        w.remove_meta(meta::ORPHAN_WALK)?;
+        w.set_meta(
+            meta::BLOBS_STAMP,
+            crate::store::blobs_stamp(layout)?.as_bytes(),
+        )?;
+        drop(w);
         txn.commit()?;
         Ok(())
     }
@@ -580,6 +594,7 @@ impl Store {
                     size: b.size,
                     recorded_at: rec.recorded_at,
                     artifact_type: b.parsed.as_ref().and_then(|p| p.artifact_type.clone()),
+                    found: rec.found,
                 },
             );
             if let Some(p) = &b.parsed {
@@ -723,6 +738,10 @@ impl Store {
         let txn = self.write_txn()?;
         let w = Writer::new(&txn);
         w.clear_pending(&removed)?;
+        w.set_meta(
+            meta::BLOBS_STAMP,
+            crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
+        )?;
         drop(w);
         txn.commit()?;
         Ok(report)
@@ -756,6 +775,10 @@ impl Store {
                     format!("dangling referrer {name}, inside the grace period"),
                     None,
                 ),
+                Via::Found => (
+                    format!("file {name} found in blobs/, inside the grace period"),
+                    None,
+                ),
                 Via::Child(p) => (format!("{} -> child {name}", view.name(*p)), Some(*p)),
                 Via::Referrer(s) => (format!("{} <- referrer {name}", view.name(*s)), Some(*s)),
             };
@@ -776,18 +799,37 @@ impl Store {
         })
     }
 
-    /// Pins a digest: a root until unpinned.
+    /// Pins a digest: a root until unpinned. A pinned manifest is also listed in index.json,
+    /// untagged, so that other tools' collectors keep it too.
     pub fn pin(&self, digest: &Digest) -> Result<bool> {
-        let txn = self.write_txn()?;
-        let changed = Writer::tracking(&txn, self.collecting()).set_pin(digest.as_str(), true)?;
-        txn.commit()?;
-        Ok(changed)
+        self.set_pin(digest, true)
     }
 
-    /// Removes a pin.
+    /// Removes a pin (and the index.json entry that listed it).
     pub fn unpin(&self, digest: &Digest) -> Result<bool> {
+        self.set_pin(digest, false)
+    }
+
+    fn set_pin(&self, digest: &Digest, pinned: bool) -> Result<bool> {
         let txn = self.write_txn()?;
-        let changed = Writer::new(&txn).set_pin(digest.as_str(), false)?;
+        let w = Writer::tracking(&txn, self.collecting());
+        let changed = w.set_pin(digest.as_str(), pinned)?;
+        if changed && let Some(m) = w.manifest(digest.as_str())? {
+            let mut entry =
+                crate::layout::index_json::Entry::new(digest, &m.media_type, m.size, None);
+            let mut ann = serde_json::Map::new();
+            ann.insert(PIN_ANNOTATION.into(), "true".into());
+            entry
+                .object
+                .insert("annotations".into(), serde_json::Value::Object(ann));
+            if pinned {
+                w.add_untagged(digest.as_str(), &entry.to_bytes())?;
+            } else {
+                w.remove_untagged_entry(digest.as_str(), &entry.to_bytes())?;
+            }
+            self.write_index_json(&w)?;
+        }
+        drop(w);
         txn.commit()?;
         Ok(changed)
     }
@@ -806,6 +848,9 @@ impl Store {
         Ok(guard)
     }
 }
+
+/// The annotation of the untagged index.json entry that lists a pinned manifest.
+pub const PIN_ANNOTATION: &str = "io.ocistore.pinned";
 
 /// `meta::GC_CLEAN` while a collection runs: any other write removes it.
 const GC_RUNNING: &[u8] = b"running";
@@ -930,6 +975,7 @@ fn load_view(r: &Reader) -> Result<View> {
                 size: rec.size,
                 recorded_at: rec.recorded_at,
                 artifact_type: None,
+                found: rec.found,
             },
         );
     })?;

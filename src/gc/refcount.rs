@@ -131,6 +131,12 @@ fn anchored(r: &Reader, d: &str, p: &Params<'_>) -> Result<bool> {
     if p.leased.contains(d) || r.is_pinned(d)? {
         return Ok(true);
     }
+    if let Some(b) = r.blob(d)?
+        && b.found
+        && p.now.saturating_sub(b.recorded_at) < p.grace_secs
+    {
+        return Ok(true);
+    }
     let c = r.counts(d)?;
     let referrer = !r.subjects(d)?.is_empty();
     if c[count::TAG_ROOTS] > 0 {
