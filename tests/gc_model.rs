@@ -1339,8 +1339,6 @@ proptest! {
 
     /// The same, with every check on: fails on the known problems (minimal cases below).
     #[test]
-    #[ignore = "bug: Refcount misses live referrers of absent subjects and never collects counted \
-                cycles; a second collection may remove more; see the ignored cases below"]
     fn strategies_agree_with_the_model_strictly(plan in plan()) {
         run(&plan, STRICT)?;
     }
@@ -1780,8 +1778,6 @@ fn a_second_collection_finds_nothing() {
 /// is (with grace 0). Refcount treats X as garbage until its rescue step, and asks whether A's
 /// parents are live before that step has rescued X.
 #[test]
-#[ignore = "bug: Refcount collects referrers of an absent manifest listed by a referrer index it \
-            rescues later"]
 fn a_referrer_of_an_absent_manifest_listed_by_a_live_referrer_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
@@ -1812,7 +1808,6 @@ fn a_referrer_of_an_absent_manifest_listed_by_a_live_referrer_index() {
 /// R is I's referrer. Nothing else anchors them, so both go (with I's content). Refcount counts I
 /// as supported by its parent R and R by its subject I, so neither is ever a candidate.
 #[test]
-#[ignore = "bug: Refcount never collects a referrer that lists its own subject (a counted cycle)"]
 fn a_referrer_that_lists_its_own_subject_is_collected() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();

@@ -41,7 +41,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
@@ -217,6 +217,19 @@ pub struct ManifestRecord {
     /// Size in bytes.
     #[serde(rename = "z")]
     pub size: u64,
+    /// Whether its link to its subject counts as support in `COUNTS` (see
+    /// [`subject_link_counts`]).
+    #[serde(rename = "c", default)]
+    pub counted_subject: bool,
+}
+
+/// Whether a `subject` link supports its referrer in the reference counts: the subject is a
+/// manifest and the referrer lists no manifest (as a child, or with no media type to tell).
+/// Counted links can then never close a cycle of support: from a counted referrer, strong edges
+/// lead only to plain blobs, whose own subject links are not counted. Links that are not counted
+/// are resolved by marking in the reference-count strategy, like tag links.
+pub(crate) fn subject_link_counts(subject_is_manifest: bool, referrer: &ManifestRecord) -> bool {
+    subject_is_manifest && referrer.counted_subject
 }
 
 fn decode_manifest(b: &[u8]) -> Result<ManifestRecord> {
@@ -933,7 +946,12 @@ impl<'t> Writer<'t> {
         self.add_totals(1, rec.size as i64, i64::from(rec.manifest))?;
         // Referrers that arrived first now have a present subject.
         for (r, src) in self.referrers(digest)? {
-            if src == Source::Subject && self.blob(&r)?.is_some() {
+            if src == Source::Subject
+                && self.blob(&r)?.is_some()
+                && self
+                    .manifest(&r)?
+                    .is_some_and(|m| subject_link_counts(rec.manifest, &m))
+            {
                 self.bump(&r, count::SUBJECT_LINKS, 1)?;
             }
         }
@@ -955,6 +973,12 @@ impl<'t> Writer<'t> {
                 annotations: parsed.annotations.clone(),
                 subject: parsed.subject.as_ref().map(|s| s.to_string()),
                 size,
+                counted_subject: parsed.subject.is_some()
+                    && parsed.children.iter().all(|c| {
+                        c.media_type
+                            .as_deref()
+                            .is_some_and(|mt| crate::manifest::classify(mt).is_none())
+                    }),
             };
             let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;
             manifests.insert(digest, bytes.as_slice())?;
@@ -968,7 +992,11 @@ impl<'t> Writer<'t> {
         }
         if let Some(s) = &parsed.subject {
             self.add_link(s.as_str(), digest, Source::Subject)?;
-            if self.blob(s.as_str())?.is_some() {
+            let subject = self.blob(s.as_str())?;
+            let me = self.manifest(digest)?;
+            if let (Some(sb), Some(me)) = (subject, me)
+                && subject_link_counts(sb.manifest, &me)
+            {
                 self.bump(digest, count::SUBJECT_LINKS, 1)?;
             }
         }
@@ -1165,7 +1193,13 @@ impl<'t> Writer<'t> {
         self.add_totals(-1, -(rec.size as i64), -i64::from(rec.manifest))?;
         self.t_pins()?.remove(digest)?;
         for (r, src) in self.referrers(digest)? {
-            if src == Source::Subject && !doomed(&r) && self.blob(&r)?.is_some() {
+            if src == Source::Subject
+                && !doomed(&r)
+                && self.blob(&r)?.is_some()
+                && self
+                    .manifest(&r)?
+                    .is_some_and(|m| subject_link_counts(rec.manifest, &m))
+            {
                 self.bump(&r, count::SUBJECT_LINKS, -1)?;
             }
         }
@@ -1203,8 +1237,12 @@ impl<'t> Writer<'t> {
             }
         }
         let mut subject_links = 0;
+        let me = self.manifest(digest)?;
         for (s, src) in self.subjects(digest)? {
-            if src == Source::Subject && self.blob(&s)?.is_some() {
+            if src == Source::Subject
+                && let (Some(sb), Some(me)) = (self.blob(&s)?, &me)
+                && subject_link_counts(sb.manifest, me)
+            {
                 subject_links += 1;
             }
         }

@@ -12,15 +12,17 @@
 //!    fallback tag, the links that are not counted), and dangling referrers inside the grace,
 //!    are live, with everything they reach inside `T`.
 //!
-//! What stays in `T` is garbage. The strong and `subject` edges are acyclic (each names the
-//! digest of content that existed first), so counting finds all garbage among them; tag links
-//! can form cycles, which is why they are resolved by marking in step 3 instead of counted.
+//! What stays in `T` is garbage. Only links that cannot close a cycle of support are counted
+//! (strong edges, and the `subject` links [`crate::catalog::subject_link_counts`] admits), so
+//! counting alone never keeps a cycle alive; the other links (tag links, and `subject` links of
+//! referrers that list manifests) can form cycles, which is why they are resolved by marking in
+//! step 3 instead of counted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::graph::Params;
 use super::policy::Mode;
-use crate::catalog::{Reader, Source, count};
+use crate::catalog::{Reader, Source, count, subject_link_counts};
 use crate::error::Result;
 
 /// The garbage digests, as the reference counts find them.
@@ -47,12 +49,15 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
     let mut in_t: HashMap<String, u32> = HashMap::new();
     while let Some(x) = queue.pop_front() {
         let mut dependents = r.children(&x)?;
-        dependents.extend(
-            r.referrers(&x)?
-                .into_iter()
-                .filter(|(_, s)| *s == Source::Subject)
-                .map(|(d, _)| d),
-        );
+        let x_is_manifest = r.blob(&x)?.is_some_and(|b| b.manifest);
+        for (d, src) in r.referrers(&x)? {
+            if src == Source::Subject
+                && r.manifest(&d)?
+                    .is_some_and(|m| subject_link_counts(x_is_manifest, &m))
+            {
+                dependents.push(d);
+            }
+        }
         for y in dependents {
             if t.contains(&y) || r.blob(&y)?.is_none() {
                 continue;
@@ -98,11 +103,18 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
             queue.push_back(y.clone());
         }
     }
+    // Liveness passes through absent digests too (a live index lists a manifest not pushed
+    // yet, whose referrers are here), so the walk visits them on its way.
+    let mut transit: HashSet<String> = HashSet::new();
     while let Some(x) = queue.pop_front() {
         let mut next = r.children(&x)?;
         next.extend(r.referrers(&x)?.into_iter().map(|(d, _)| d));
         for y in next {
-            if t.contains(&y) && rescued.insert(y.clone()) {
+            if t.contains(&y) {
+                if rescued.insert(y.clone()) {
+                    queue.push_back(y);
+                }
+            } else if r.blob(&y)?.is_none() && transit.insert(y.clone()) {
                 queue.push_back(y);
             }
         }
