@@ -217,8 +217,8 @@ pub struct ManifestRecord {
     /// Size in bytes.
     #[serde(rename = "z")]
     pub size: u64,
-    /// Whether its link to its subject counts as support in `COUNTS` (see
-    /// [`subject_link_counts`]).
+    /// Whether its link to its subject counts as support in the reference counts (its subject
+    /// field is set and it lists no manifest).
     #[serde(rename = "c", default)]
     pub counted_subject: bool,
 }
