@@ -512,9 +512,9 @@ impl Store {
         }
         let txn = self.db.write()?;
         let w = Writer::new(&txn);
-        if blobs_changed {
-            // Another tool added or removed blobs while the store was closed: compare the
-            // directory with the index, both ways.
+        if blobs_changed || unclean {
+            // Another tool added or removed blobs while the store was closed, or a writer
+            // crashed: compare the directory with the index, both ways.
             let mut warnings = Vec::new();
             let files = scan::list_blob_files(&self.layout, &mut warnings)?;
             let on_disk: HashSet<String> = files.iter().map(|(d, _)| d.to_string()).collect();
@@ -527,6 +527,7 @@ impl Store {
             for d in &gone {
                 w.forget_blob(d)?;
             }
+            // Files whose rows a collection removed are not unknown: their unlink is pending.
             let pending: HashSet<String> = w.pending()?.into_iter().collect();
             let unknown: Vec<_> = files
                 .into_iter()
@@ -547,28 +548,8 @@ impl Store {
         }
         if unclean {
             self.report.recovered = true;
-            let mut warnings = Vec::new();
-            let files = scan::list_blob_files(&self.layout, &mut warnings)?;
-            // Files whose rows a collection removed are not unknown: their unlink is pending.
-            let pending: HashSet<String> = w.pending()?.into_iter().collect();
-            let mut unknown = Vec::new();
-            for (d, size) in files {
-                if w.blob(d.as_str())?.is_none() && !pending.contains(d.as_str()) {
-                    unknown.push((d, size));
-                }
-            }
-            let (blobs, more) = scan::read_blobs(
-                &self.layout,
-                unknown,
-                self.options.max_manifest_size,
-                self.options.progress,
-            );
-            warnings.extend(more);
-            self.report.indexed_blobs += insert_scanned(&w, &self.layout, &blobs, true)?;
-            self.report.warnings.extend(warnings);
             w.remove_meta(meta::UNCLEAN)?;
             w.set_meta(meta::ORPHAN_WALK, b"1")?;
-            w.set_meta(meta::BLOBS_STAMP, stamp.as_bytes())?;
         }
         if index_changed {
             let (theirs, fp) = IndexJson::read(&index_path)?;

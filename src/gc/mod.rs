@@ -350,11 +350,7 @@ impl Store {
             report.unlink_ms = ms(busy);
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
-            w.clear_pending(&all)?;
-            w.set_meta(
-                meta::BLOBS_STAMP,
-                crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
-            )?;
+            self.unlinks_done(&w, &all)?;
             for k in &kept {
                 w.recount_from_scratch(k)?;
             }
@@ -504,6 +500,16 @@ impl Store {
         })
     }
 
+    /// Forgets the `PENDING` rows of finished unlinks, and records the state of `blobs/` that the
+    /// store's own changes left (a later difference is another tool's).
+    fn unlinks_done(&self, w: &Writer<'_>, digests: &[String]) -> Result<()> {
+        w.clear_pending(digests)?;
+        w.set_meta(
+            meta::BLOBS_STAMP,
+            crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
+        )
+    }
+
     /// Finishes unlinks a crashed process committed but did not do (on open, before any other
     /// write): the files of `PENDING` digests that are not indexed again.
     pub(crate) fn unlink_pending(&self, digests: &[String]) -> Result<()> {
@@ -519,11 +525,7 @@ impl Store {
         self.unlink_marked(&todo)?;
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
-        w.clear_pending(digests)?;
-        w.set_meta(
-            meta::BLOBS_STAMP,
-            crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
-        )?;
+        self.unlinks_done(&w, digests)?;
         drop(w);
         txn.commit()?;
         Ok(())
@@ -737,11 +739,7 @@ impl Store {
         self.unlink_marked(&removed)?;
         let txn = self.write_txn()?;
         let w = Writer::new(&txn);
-        w.clear_pending(&removed)?;
-        w.set_meta(
-            meta::BLOBS_STAMP,
-            crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
-        )?;
+        self.unlinks_done(&w, &removed)?;
         drop(w);
         txn.commit()?;
         Ok(report)
