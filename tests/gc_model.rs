@@ -249,11 +249,11 @@ struct Model {
 /// The model's answer.
 struct Liveness {
     garbage: BTreeSet<String>,
-    /// Whether the open Refcount bug may show (see [`Scope`]): an absent digest with a present
+    /// Whether the absent-digest case of [`Scope`] holds: an absent digest with a present
     /// referrer is live, is neither pinned nor leased, and no present parent of it is reachable
     /// from a root through strong edges and `subject` fields alone (the counted edges).
     absent_via_link: bool,
-    /// Whether the other open Refcount bug may show: a cycle of counted edges (strong edges and
+    /// Whether the cycle case of [`Scope`] holds: a cycle of edges (strong edges and
     /// `subject` fields) among present blobs, as when a referrer lists its own subject.
     counted_cycle: bool,
 }
@@ -331,7 +331,7 @@ impl Model {
             }
             queue.extend(referrers.get(&x).into_iter().flatten().cloned());
         }
-        // Not part of the rule: the condition of the open Refcount bug.
+        // Not part of the rule: the condition of the absent-digest case of `Scope`.
         let mut counted: BTreeSet<String> = BTreeSet::new();
         let mut queue: VecDeque<String> = counted_roots.into_iter().collect();
         while let Some(x) = queue.pop_front() {
@@ -862,17 +862,14 @@ fn plan() -> impl proptest::strategy::Strategy<Value = Plan> {
 // ---------------------------------------------------------------------------------------------
 // Running a plan against a real store.
 
-/// Which known problems a run checks: the default test steps around them, the ignored strict
-/// one does not. Each has a minimal reproduction below.
+/// Which hard cases a run checks. Each has a minimal reproduction below.
 #[derive(Clone, Copy, Debug)]
 struct Scope {
-    /// Bug: Refcount collects the referrers of an absent digest that is live through a parent
-    /// Refcount only finds live in its rescue step (after it asked). While the model says that
-    /// may be the case, Refcount is not checked (and not used for the real collection).
+    /// Refcount and referrers of an absent digest that is live through a parent Refcount only
+    /// finds live in its rescue step. (Once a bug, now fixed: checked by both tests.)
     refcount_absent_via_link: bool,
-    /// Bug: Refcount never collects a cycle of strong edges and `subject` fields, as a referrer
-    /// that lists its own subject (or a manifest whose referrers lead back to it): each member
-    /// supports the next. Refcount is not checked while the model finds such a cycle.
+    /// Refcount and cycles of strong edges and `subject` fields, as a referrer that lists its
+    /// own subject. (Once a bug, now fixed: Refcount no longer counts such links.)
     refcount_counted_cycles: bool,
     /// Spec corner: a collection that removes a fallback index unlinks its entries that stay,
     /// which may then be garbage (so a second collection removes more). The O(1) answer of a
@@ -889,8 +886,8 @@ const STRICT: Scope = Scope {
 };
 
 const AROUND_KNOWN_PROBLEMS: Scope = Scope {
-    refcount_absent_via_link: false,
-    refcount_counted_cycles: false,
+    refcount_absent_via_link: true,
+    refcount_counted_cycles: true,
     idempotence: false,
 };
 
@@ -1331,13 +1328,14 @@ proptest! {
 
     /// Random graphs and operations: the three strategies agree with the model, a real
     /// collection removes exactly the model's garbage, and a second one nothing. Steps around
-    /// the known problems (see [`Scope`]), which the test below does not.
+    /// the spec corner where a second collection may remove more (see [`Scope`]), which the
+    /// test below does not.
     #[test]
     fn strategies_agree_with_the_model(plan in plan()) {
         run(&plan, AROUND_KNOWN_PROBLEMS)?;
     }
 
-    /// The same, with every check on: fails on the known problems (minimal cases below).
+    /// The same, with every check on, the spec corner included (rare in random cases).
     #[test]
     fn strategies_agree_with_the_model_strictly(plan in plan()) {
         run(&plan, STRICT)?;
@@ -1604,8 +1602,8 @@ fn a_dangling_referrer_is_kept_for_the_grace_period_only() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Minimal cases of the disagreements the random cases found. The first three were bugs fixed in
-// 879a795 (regression tests now); the other three are open (ignored).
+// Minimal cases of the disagreements the random cases found: regression tests for the bugs they
+// showed, and (ignored) the spec corner where a second collection removes more.
 
 /// The strategies that do not find `expected` in a full dry run, with what they found.
 fn disagreeing(
