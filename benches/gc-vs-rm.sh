@@ -18,7 +18,9 @@
 #       so it also removes referrers that nothing in index.json lists; its count differs).
 # Each timing is the wall time (`date +%s.%N`) of the command alone; "+ sync" adds the `sync`
 # that follows it, so that work left in the page cache (rm's and umoci's unlinks are not
-# durable when they return) is counted too. The rows are the medians of the trials.
+# durable when they return) is counted too. The rows are the medians of the trials. Each gc's
+# JSON report (without its list of removals) and stderr are kept in
+# target/bench-data/logs/gc-vs-rm/<row>.<trial>.{json,stderr}.
 #
 # It checks that ocistore removed exactly the garbage of synth-truth.json, and that the files
 # left are the live set, and fails otherwise.
@@ -72,6 +74,10 @@ if ((LIVE + GARBAGE != BLOBS)); then
     exit 1
 fi
 mkdir -p "$WORK"
+# Each gc's JSON report (without its list of removals) and stderr, per row and trial.
+LOGS=$DATA/logs/gc-vs-rm
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
 # The empty config `{}`: live referrers list it, so it is live and pinning it changes nothing.
 EMPTY=sha256:$(printf '{}' | sha256sum | cut -d' ' -f1)
 if ! jq -e --arg d "$EMPTY" '.live | index($d)' "$TRUTH" >/dev/null; then
@@ -103,12 +109,14 @@ time_gc() {
     shift 3
     local s e s2 json
     s=$(now)
-    json=$("$BIN" --store "$dir" gc --json "$@")
+    json=$("$BIN" --store "$dir" gc --json "$@" 2>"$LOGS/$row.$t.stderr")
     e=$(now)
     sync
     s2=$(now)
     record "$row" "$t" "$(elapsed "$s" "$e")"
     record "$row+sync" "$t" "$(elapsed "$s" "$s2")"
+    jq 'del(.removed)' <<<"$json" >"$LOGS/$row.$t.json"
+    if [[ -s $LOGS/$row.$t.stderr ]]; then sed 's/^/   stderr: /' "$LOGS/$row.$t.stderr"; fi
     for f in mark_ms max_pause_ms unlink_ms total_ms removed_blobs unchanged; do
         record "$row.$f" "$t" "$(jq -r ".$f" <<<"$json")"
     done
@@ -179,7 +187,8 @@ for ((t = 1; t <= TRIALS; t++)); do
         exit 1
     fi
     if [[ ${R[noop.unchanged,$t]} != true ]]; then
-        echo "note: the second gc ran in full (no record of the last collection?)" >&2
+        echo "   note: the second gc ran in full (not answered from the record of the last" \
+            "collection); see $LOGS/noop.$t.json"
     fi
     echo "   (e2) ocistore pin + unpin, gc again"
     "$BIN" --store "$WORK/A" pin "$EMPTY" >/dev/null
@@ -232,6 +241,11 @@ median() {
             if (n % 2) print v[(n - 1) / 2]; else print (v[n / 2 - 1] + v[n / 2]) / 2
         }'
 }
+count_true() { # ROW: in how many trials the field is true
+    local i n=0
+    for ((i = 1; i <= TRIALS; i++)); do [[ ${R[$1,$i]:-} == true ]] && n=$((n + 1)); done
+    echo "$n"
+}
 ms() { awk -v s="$1" 'BEGIN { if (s == "") print "n/a"; else printf "%.0f ms", s * 1000 }'; }
 msf() { awk -v m="$1" 'BEGIN { if (m == "") print "n/a"; else printf "%.0f ms", m }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -256,7 +270,7 @@ gc_note() { # ROW
 row "ocistore init (adoption, once per layout)" init "" "indexes $BLOBS blobs"
 row "ocistore gc (mark-sweep)" gc "$(median gc.removed_blobs)" "$(gc_note gc)"
 row "ocistore gc again (nothing to collect, no write since)" noop "$(median noop.removed_blobs)" \
-    "answered from the record of the last collection (unchanged: ${R[noop.unchanged,1]})"
+    "answered from the record of the last collection in $(count_true noop.unchanged)/$TRIALS trials"
 row "ocistore gc after pin + unpin (nothing to collect)" noop_w "$(median noop_w.removed_blobs)" \
     "$(gc_note noop_w)"
 row "ocistore init (refcount copy)" init_rc "" ""
