@@ -30,6 +30,7 @@ mod catalog;
 pub mod demo;
 pub mod digest;
 mod error;
+pub mod fault;
 pub mod gc;
 pub mod import;
 mod layout;

@@ -251,9 +251,7 @@ impl Store {
         if !db_path.exists() {
             build_index(&layout, &db_path, options, &mut report)?;
         }
-        let mut db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .open(&db_path)?;
+        let mut db = open_index(&db_path)?;
         if schema_of(&db)?.is_some_and(|v| v < catalog::SCHEMA_VERSION) {
             // An index of an older version is a stale cache: rebuild it from the layout.
             carried_pins = Reader::new(db.begin_read()?).pins().unwrap_or_default();
@@ -262,9 +260,7 @@ impl Store {
             build_index(&layout, &fresh, options, &mut report)?;
             fs::rename(&fresh, &db_path).map_err(|e| Error::io("rename into", &db_path, e))?;
             sync_dir(&layout.private_dir())?;
-            db = Database::builder()
-                .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-                .open(&db_path)?;
+            db = open_index(&db_path)?;
         }
         let mut store = Store::assemble(
             layout,
@@ -884,6 +880,14 @@ fn looks_like_digest(reference: &str) -> bool {
     })
 }
 
+/// Opens the index for writing, through the failpoints of [`crate::fault`].
+fn open_index(path: &Path) -> Result<Database> {
+    let backend = crate::fault::IndexBackend::open(path).map_err(|e| Error::io("open", path, e))?;
+    Ok(Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .create_with_backend(backend)?)
+}
+
 fn schema_in(r: &Reader) -> Option<u64> {
     r.meta(meta::SCHEMA)
         .ok()
@@ -924,7 +928,7 @@ fn clean_ingest(layout: &Layout) -> Result<u64> {
     let mut n = 0;
     for e in fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))? {
         let e = e.map_err(|e| Error::io("read", &dir, e))?;
-        fs::remove_file(e.path()).map_err(|err| Error::io("remove", e.path(), err))?;
+        crate::layout::unlink(&e.path()).map_err(|err| Error::io("remove", e.path(), err))?;
         n += 1;
     }
     Ok(n)

@@ -30,7 +30,6 @@ mod refcount;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -491,11 +490,7 @@ impl Store {
                     return Ok(()); // pushed again since it was removed: it wins
                 }
                 let path = layout.blob_path(&digest);
-                match fs::remove_file(&path) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(Error::io("remove", &path, e)),
-                }
+                crate::layout::unlink(&path).map_err(|e| Error::io("remove", &path, e))
             })
         })
     }
@@ -553,7 +548,7 @@ impl Store {
                 .and_then(|m| m.modified())
                 .map(|t| now.duration_since(t).unwrap_or_default() >= opts.grace)
                 .unwrap_or(false);
-            if old && fs::remove_file(&path).is_ok() {
+            if old && crate::layout::unlink(&path).is_ok() {
                 report.orphan_files += 1;
             }
         }
@@ -561,7 +556,9 @@ impl Store {
         if let Ok(rd) = fs::read_dir(&ingest) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !name.starts_with(self.session_prefix()) && fs::remove_file(e.path()).is_ok() {
+                if !name.starts_with(self.session_prefix())
+                    && crate::layout::unlink(&e.path()).is_ok()
+                {
                     report.temp_files += 1;
                 }
             }

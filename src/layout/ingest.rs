@@ -22,6 +22,7 @@ use tempfile::TempPath;
 
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::fault::{self, Step};
 use crate::layout::Layout;
 
 const BUF: usize = 256 * 1024;
@@ -68,6 +69,7 @@ pub fn stage(
         .map_or(Algorithm::Sha256, Digest::algorithm);
     let mut hasher = Hasher::new(alg);
     let dir = layout.ingest_dir();
+    fault::check(Step::Create, &dir).map_err(|e| Error::io("create temporary file in", &dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(prefix)
         .tempfile_in(&dir)
@@ -103,7 +105,8 @@ pub fn stage(
                 kept = None;
             }
         }
-        tmp.write_all(chunk)
+        fault::check(Step::Write, tmp.path())
+            .and_then(|()| tmp.write_all(chunk))
             .map_err(|e| Error::io("write", tmp.path(), e))?;
     }
     if let Some(size) = expected.size
@@ -152,7 +155,8 @@ impl Staged {
     /// Makes the temporary file's content durable.
     pub fn sync(&mut self) -> Result<()> {
         if !self.synced {
-            File::open(&self.tmp)
+            fault::check(Step::Fsync, &self.tmp)
+                .and_then(|()| File::open(&self.tmp))
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io("fsync", &*self.tmp, e))?;
             self.synced = true;
@@ -166,6 +170,7 @@ impl Staged {
         self.sync()?;
         let dir = layout.alg_dir(&self.digest, true)?;
         let target = dir.join(self.digest.encoded());
+        fault::check(Step::Rename, &target).map_err(|e| Error::io("rename into", &target, e))?;
         self.tmp
             .persist(&target)
             .map_err(|e| Error::io("rename into", &target, e.error))?;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::fault::{self, Step};
 
 /// The content of a new `oci-layout` file.
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -180,15 +181,19 @@ impl Layout {
     /// rename, fsync of the directory. Readers see the old or the new file, never a mix.
     pub fn replace_file(&self, target: &Path, bytes: &[u8]) -> Result<()> {
         let dir = target.parent().unwrap_or(Path::new("."));
+        fault::check(Step::Create, dir)
+            .map_err(|e| Error::io("create temporary file in", dir, e))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".ocistore-tmp-")
             .tempfile_in(dir)
             .map_err(|e| Error::io("create temporary file in", dir, e))?;
-        tmp.write_all(bytes)
+        fault::check(Step::Write, tmp.path())
+            .and_then(|()| tmp.write_all(bytes))
             .map_err(|e| Error::io("write", tmp.path(), e))?;
-        tmp.as_file()
-            .sync_all()
+        fault::check(Step::Fsync, tmp.path())
+            .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| Error::io("fsync", tmp.path(), e))?;
+        fault::check(Step::Rename, target).map_err(|e| Error::io("rename into", target, e))?;
         tmp.persist(target)
             .map_err(|e| Error::io("rename into", target, e.error))?;
         sync_dir(dir)
@@ -208,7 +213,7 @@ pub(crate) fn real_dir(dir: &Path) -> Result<()> {
 }
 
 fn mkdir(dir: &Path) -> Result<()> {
-    match fs::create_dir(dir) {
+    match fault::check(Step::Create, dir).and_then(|()| fs::create_dir(dir)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => real_dir(dir),
         Err(e) => Err(Error::io("create directory", dir, e)),
@@ -217,7 +222,17 @@ fn mkdir(dir: &Path) -> Result<()> {
 
 /// Makes the entries of `dir` (renames, creations) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    fault::check(Step::SyncDir, dir)
+        .and_then(|()| File::open(dir))
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Removes a file. A file already gone is not an error.
+pub(crate) fn unlink(path: &Path) -> io::Result<()> {
+    fault::check(Step::Unlink, path)?;
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
