@@ -41,6 +41,7 @@ pub mod refname;
 mod scan;
 mod store;
 pub mod synth;
+pub mod verify;
 
 pub use catalog::{BlobRecord, Counts, ManifestRecord};
 pub use digest::{Algorithm, Digest};

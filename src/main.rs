@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ocistore::{Error, Options, PutOptions, ReferrersQuery, Store};
+use ocistore::verify::VerifyOptions;
 use serde::Serialize;
 
 /// An OCI image-layout store with a transactional index and reference-aware deletes.
@@ -111,6 +112,14 @@ enum Command {
         /// Blobs removed per sweep transaction (smaller: shorter pauses for writers).
         #[arg(long, default_value_t = 2048)]
         chunk: usize,
+    },
+    /// Rehash every blob, check every edge, and check that the index, the layout and
+    /// index.json agree. Exits with 1 when a problem is left.
+    Verify {
+        /// Repair what can be repaired; corrupt content goes to .ocistore/quarantine/, nothing
+        /// is deleted.
+        #[arg(long)]
+        repair: bool,
     },
     /// Print the path from a root that keeps DIGEST, or why it would go.
     Explain {
@@ -528,6 +537,36 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 r.temp_files,
                 r.total_ms
             ))
+        }
+        Command::Verify { repair } => {
+            let store = if *repair {
+                open_for_writing(cli)?
+            } else {
+                open_for_reading(cli)?
+            };
+            let r = store.verify(&VerifyOptions { repair: *repair })?;
+            if cli.json {
+                print_json(&r)?;
+            } else {
+                for p in &r.problems {
+                    say(p.to_string())?;
+                }
+                say(format!(
+                    "verified {} blobs ({} bytes, {} manifests) in {:.2}s: {}",
+                    r.blobs,
+                    r.bytes,
+                    r.manifests,
+                    r.seconds,
+                    if r.ok { "ok" } else { "problems found" }
+                ))?;
+            }
+            if !r.ok {
+                let left = r.problems.iter().filter(|p| !p.repaired).count();
+                eprintln!("error: {left} problem(s) left in the store");
+                io::stdout().flush().ok();
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Explain {
             reference,

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
@@ -52,11 +53,38 @@ impl Scan {
     }
 }
 
+/// An entry of `blobs/` that is not a blob file, left alone.
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    /// Its path.
+    pub path: PathBuf,
+    /// Why it is not a blob.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped {}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// Blob files: digest and size, in digest order.
+pub type BlobFiles = Vec<(Digest, u64)>;
+
 /// Lists `blobs/<alg>/<encoded>` files, skipping (with a warning) anything unsafe or malformed.
 pub fn list_blob_files(layout: &Layout, warnings: &mut Vec<String>) -> Result<Vec<(Digest, u64)>> {
+    let (files, skipped) = list_blob_entries(layout)?;
+    warnings.extend(skipped.iter().map(Skipped::to_string));
+    Ok(files)
+}
+
+/// Lists `blobs/<alg>/<encoded>` regular files (sorted), and separately every other entry:
+/// symlinks (never followed), directories, and names that are not digests.
+pub fn list_blob_entries(layout: &Layout) -> Result<(BlobFiles, Vec<Skipped>)> {
     let blobs = layout.blobs_dir();
     crate::layout::real_dir(&blobs)?;
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for alg in fs::read_dir(&blobs).map_err(|e| Error::io("read", &blobs, e))? {
         let alg = alg.map_err(|e| Error::io("read", &blobs, e))?;
         let alg_path = alg.path();
@@ -64,7 +92,10 @@ pub fn list_blob_files(layout: &Layout, warnings: &mut Vec<String>) -> Result<Ve
             .file_type()
             .map_err(|e| Error::io("stat", &alg_path, e))?;
         if !ft.is_dir() {
-            warnings.push(format!("skipped {}: not a directory", alg_path.display()));
+            skipped.push(Skipped {
+                path: alg_path,
+                reason: "not a directory",
+            });
             continue;
         }
         let alg_name = alg.file_name().to_string_lossy().into_owned();
@@ -75,25 +106,28 @@ pub fn list_blob_files(layout: &Layout, warnings: &mut Vec<String>) -> Result<Ve
             let digest = match Digest::parse(&format!("{alg_name}:{name}")) {
                 Ok(d) => d,
                 Err(_) => {
-                    warnings.push(format!("skipped {}: name is not a digest", path.display()));
+                    skipped.push(Skipped {
+                        path,
+                        reason: "name is not a digest",
+                    });
                     continue;
                 }
             };
             let meta = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
             if !meta.is_file() {
-                let what = if meta.file_type().is_symlink() {
+                let reason = if meta.file_type().is_symlink() {
                     "a symlink (not followed)"
                 } else {
                     "not a regular file"
                 };
-                warnings.push(format!("skipped {}: {what}", path.display()));
+                skipped.push(Skipped { path, reason });
                 continue;
             }
             out.push((digest, meta.len()));
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, skipped))
 }
 
 /// Reads, hashes and parses the given blob files in parallel.
@@ -175,7 +209,7 @@ pub fn scan(layout: &Layout, max_manifest: u64, progress: bool) -> Result<Scan> 
     Ok(Scan { blobs, warnings })
 }
 
-fn progress_bar(len: u64, wanted: bool) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, wanted: bool) -> indicatif::ProgressBar {
     if wanted && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(len);
         bar.set_style(

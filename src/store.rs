@@ -977,7 +977,7 @@ fn build_index(
 /// Records scanned blobs. `found` marks blobs a walk found after the layout was indexed: their
 /// first-recorded time is their file's, so that the grace period counts from when they were
 /// written.
-fn insert_scanned(
+pub(crate) fn insert_scanned(
     w: &Writer<'_>,
     layout: &Layout,
     blobs: &[scan::ScannedBlob],
