@@ -211,6 +211,9 @@ pub fn parse(bytes: &[u8], declared: Option<&str>) -> Result<Option<Parsed>> {
             Ok(None)
         };
     }
+    if strict {
+        check_json(bytes).map_err(|reason| Error::manifest(None, reason))?;
+    }
     let doc: Doc = match serde_json::from_slice(bytes) {
         Ok(doc) => doc,
         Err(e) if strict => return Err(Error::manifest(None, e.to_string())),
@@ -241,6 +244,73 @@ pub fn parse(bytes: &[u8], declared: Option<&str>) -> Result<Option<Parsed>> {
         Err(e) if strict => Err(e),
         Err(_) => Ok(None),
     }
+}
+
+/// Checks that `bytes` are one JSON document that every reader reads the same way: UTF-8, at
+/// most 128 levels deep, and no object with a key twice (readers differ on which value wins).
+/// Returns the reason otherwise, with the position when known.
+pub(crate) fn check_json(bytes: &[u8]) -> std::result::Result<(), String> {
+    use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
+    struct Checked;
+    impl<'de> Deserialize<'de> for Checked {
+        fn deserialize<D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> std::result::Result<Checked, D::Error> {
+            d.deserialize_any(Checked)
+        }
+    }
+    impl<'de> Visitor<'de> for Checked {
+        type Value = Checked;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> std::result::Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_i64<E>(self, _: i64) -> std::result::Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_u64<E>(self, _: u64) -> std::result::Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_f64<E>(self, _: f64) -> std::result::Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Checked, E> {
+            Ok(Checked)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Checked, A::Error> {
+            while a.next_element::<Checked>()?.is_some() {}
+            Ok(Checked)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> std::result::Result<Checked, A::Error> {
+            let mut keys = std::collections::HashSet::new();
+            while let Some(k) = a.next_key::<String>()? {
+                if keys.contains(&k) {
+                    return Err(A::Error::custom(format!("duplicate key {k:?}")));
+                }
+                a.next_value::<Checked>()?;
+                keys.insert(k);
+            }
+            Ok(Checked)
+        }
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(format!("not valid UTF-8 (at byte {})", e.valid_up_to()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let checked = Checked::deserialize(&mut de).and_then(|_| de.end());
+    checked.map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix("recursion limit exceeded") {
+            Some(at) => format!("nested too deeply (more than 128 levels){at}"),
+            None if text.starts_with("duplicate key") => text,
+            None => format!("not valid JSON: {text}"),
+        }
+    })
 }
 
 fn infer_kind(doc: &Doc) -> Option<Kind> {

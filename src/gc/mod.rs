@@ -644,8 +644,8 @@ impl Store {
             }
             return Ok(report);
         }
-        let digest =
-            Digest::parse(reference).map_err(|_| Error::NotFound(format!("tag {reference:?}")))?;
+        // Not a tag: a digest, and a bad one is named as such (`Store::resolve`'s errors).
+        let digest = self.resolve(reference)?;
         let d = digest.to_string();
         let Some(rec) = reader.blob(&d)? else {
             return Err(Error::NotFound(format!("blob {d}")));

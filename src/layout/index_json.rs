@@ -128,6 +128,7 @@ pub struct IndexJson {
 impl IndexJson {
     /// Parses index.json bytes read from `path`.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<IndexJson> {
+        crate::manifest::check_json(bytes).map_err(|reason| Error::layout(path, reason))?;
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::layout(path, format!("not valid JSON: {e}")))?;
         let Value::Object(mut extra) = v else {

@@ -909,3 +909,27 @@ pub fn strong_closure(root: &Path, roots: &[&str]) -> std::collections::BTreeSet
     }
     seen
 }
+
+/// Runs the `ocistore` binary on `store` with `args` and expects a user error: exit status 1,
+/// exactly one line on stderr, `error: …`, and no panic or backtrace anywhere. Returns that line.
+pub fn cli_error(store: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ocistore"))
+        .env_remove("OCISTORE_DIR")
+        .env("RUST_BACKTRACE", "1")
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let all = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)).to_lowercase();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(
+        !all.contains("panicked") && !all.contains("backtrace") && !all.contains("internal error"),
+        "{args:?}: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    stderr.trim_end().to_owned()
+}
