@@ -72,7 +72,7 @@ pub struct OpenReport {
     pub created_index: bool,
     /// Whether the last writer did not close the store (crash recovery ran).
     pub recovered: bool,
-    /// Temporary files removed from `.ocistore/ingest/`.
+    /// Temporary files removed from `.ocistore/ingest/` and from beside index.json.
     pub removed_temp_files: u64,
     /// Unlinks a collection had committed but not finished, done by this open.
     pub finished_unlinks: u64,
@@ -922,7 +922,9 @@ pub(crate) fn blobs_stamp(layout: &Layout) -> Result<String> {
     Ok(parts.join(","))
 }
 
-/// Removes what a crashed writer left in `.ocistore/ingest/`. Called with the writer lock held.
+/// Removes what a crashed writer left in `.ocistore/ingest/`, and the temporary files of an
+/// index.json rewrite it did not finish (`.ocistore-tmp-*` beside index.json). Called with the
+/// writer lock held.
 fn clean_ingest(layout: &Layout) -> Result<u64> {
     let dir = layout.ingest_dir();
     let mut n = 0;
@@ -930,6 +932,18 @@ fn clean_ingest(layout: &Layout) -> Result<u64> {
         let e = e.map_err(|e| Error::io("read", &dir, e))?;
         crate::layout::unlink(&e.path()).map_err(|err| Error::io("remove", e.path(), err))?;
         n += 1;
+    }
+    let root = layout.root();
+    for e in fs::read_dir(root).map_err(|e| Error::io("read", root, e))? {
+        let e = e.map_err(|e| Error::io("read", root, e))?;
+        let temp = e
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".ocistore-tmp-");
+        if temp && e.file_type().is_ok_and(|t| t.is_file()) {
+            crate::layout::unlink(&e.path()).map_err(|err| Error::io("remove", e.path(), err))?;
+            n += 1;
+        }
     }
     Ok(n)
 }
