@@ -3,6 +3,7 @@
 //! changes nothing.
 
 mod common;
+use common::copy_dir;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -80,19 +81,6 @@ fn v1_roots(g: &Generated) -> Vec<&str> {
         &g.cosign_v3,
         &g.index_referrer,
     ])
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn digests<'a>(descs: impl IntoIterator<Item = &'a Desc>) -> Vec<&'a str> {

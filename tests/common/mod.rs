@@ -933,3 +933,17 @@ pub fn cli_error(store: &Path, args: &[&str]) -> String {
     assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
     stderr.trim_end().to_owned()
 }
+
+/// Copies a directory tree (files and directories; nothing else is expected in a layout).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}

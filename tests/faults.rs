@@ -1,0 +1,336 @@
+//! Fault injection: every file-system step of ingest, tag, untag, delete, gc and the index.json
+//! rewrite is made to fail, one at a time, with `EIO` (that step only) and with `ENOSPC` (that
+//! step and every later write, as a full disk does). Each time, the operation either completes
+//! or leaves the store as it was, with a clear one-line error; the store reopens, verifies, and
+//! holds no temporary files.
+//!
+//! The steps are those [`ocistore::fault`] sees: creating, writing, fsyncing and renaming files,
+//! fsyncing directories, unlinking, and the index's own writes and syncs. Opening and closing
+//! the store are inside the faulted region too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocistore::fault::{self, Step};
+use ocistore::gc::{DeleteOptions, GcOptions};
+use ocistore::verify::VerifyOptions;
+use ocistore::{Digest, Entry, Options, PutOptions, Store};
+use serde_json::json;
+
+mod common;
+use common::copy_dir;
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn put(store: &Store, bytes: &[u8]) -> ocistore::Result<(Digest, u64)> {
+    let p = store.put(&mut &bytes[..], &PutOptions::default())?;
+    Ok((p.digest, p.size))
+}
+
+fn image_doc(config: &(Digest, u64), layer: &(Digest, u64)) -> Vec<u8> {
+    serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0.as_str(), "size": config.1},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.0.as_str(), "size": layer.1}]}))
+    .unwrap()
+}
+
+/// A tagged image with a signature; returns the manifest.
+fn image(store: &Store, name: &str) -> Digest {
+    let layer = put(store, format!("layer {name}").repeat(5000).as_bytes()).unwrap();
+    let config = put(store, format!(r#"{{"name":"{name}"}}"#).as_bytes()).unwrap();
+    let m = put(store, &image_doc(&config, &layer)).unwrap();
+    store.tag(m.0.as_str(), name).unwrap();
+    let sig = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MANIFEST,
+        "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config.0.as_str(), "size": config.1},
+        "layers": [],
+        "subject": {"mediaType": MANIFEST, "digest": m.0.as_str(), "size": m.1}}))
+    .unwrap();
+    put(store, &sig).unwrap();
+    m.0
+}
+
+/// The store every scenario starts from: images `a` and `b` with signatures, and the garbage
+/// left by untagging image `old`.
+fn baseline(dir: &Path) {
+    let store = Store::init(dir, &Options::default()).unwrap();
+    image(&store, "a");
+    image(&store, "b");
+    image(&store, "old");
+    store.untag("old").unwrap();
+}
+
+/// What a scenario's outcome is judged by: each tag's digest, and which blobs are present.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct State {
+    tags: BTreeMap<String, String>,
+    blobs: BTreeSet<String>,
+}
+
+fn state(store: &Store, tracked: &BTreeSet<Digest>) -> State {
+    let tags = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.tag.map(|t| (t, e.digest.to_string())))
+        .collect();
+    let blobs = tracked
+        .iter()
+        .filter(|d| store.blob_info(d).unwrap().is_some())
+        .map(Digest::to_string)
+        .collect();
+    State { tags, blobs }
+}
+
+/// Every digest the store knows of (its files), to track presence.
+fn files(root: &Path) -> BTreeSet<Digest> {
+    let dir = root.join("blobs").join("sha256");
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            Digest::parse(&format!(
+                "sha256:{}",
+                e.unwrap().file_name().to_string_lossy()
+            ))
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Temporary files anywhere in the store: ingest files and index.json replacements.
+fn temp_files(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(root.join(".ocistore").join("ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for e in fs::read_dir(root).unwrap() {
+        let e = e.unwrap();
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(".ocistore-tmp-")
+        {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+type Op = fn(&Store) -> ocistore::Result<()>;
+
+fn ingest(store: &Store) -> ocistore::Result<()> {
+    let mut b = store.batch()?;
+    let layer = b.put(
+        &mut &b"new layer".repeat(40_000)[..],
+        &PutOptions::default(),
+    )?;
+    let config = b.put(&mut &br#"{"name":"c"}"#[..], &PutOptions::default())?;
+    let doc = image_doc(&(config.digest, config.size), &(layer.digest, layer.size));
+    let m = b.put(&mut &doc[..], &PutOptions::default())?;
+    b.tag(m.digest.as_str(), "c")?;
+    b.commit()
+}
+
+fn tag(store: &Store) -> ocistore::Result<()> {
+    store.tag("a", "a2").map(drop)
+}
+
+fn untag(store: &Store) -> ocistore::Result<()> {
+    store.untag("b").map(drop)
+}
+
+fn delete(store: &Store) -> ocistore::Result<()> {
+    let d = store.resolve("a")?;
+    store
+        .delete(d.as_str(), &DeleteOptions::default())
+        .map(drop)
+}
+
+fn gc(store: &Store) -> ocistore::Result<()> {
+    store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            chunk: 2,
+            ..GcOptions::default()
+        })
+        .map(drop)
+}
+
+/// An untagged index.json entry: only index.json and the index change.
+fn add_entry(store: &Store) -> ocistore::Result<()> {
+    let d = store.resolve("b")?;
+    let size = store.blob_info(&d)?.map_or(0, |r| r.size);
+    let mut b = store.batch()?;
+    b.add_entry(&Entry::new(&d, MANIFEST, size, None))?;
+    b.commit()
+}
+
+/// Opens the store at `dir`, runs `op`, and closes the store; the first error, if any.
+fn run(dir: &Path, op: Op) -> ocistore::Result<()> {
+    let store = Store::open(dir, &Options::default())?;
+    op(&store)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// The step fails with EIO; later steps succeed.
+    Eio,
+    /// The step and every later create, write and sync fail with ENOSPC.
+    DiskFull,
+}
+
+struct Outcome {
+    steps: usize,
+    failed_ops: usize,
+}
+
+/// Runs `op` against a copy of `base` once per step and fault, and checks each outcome.
+fn exercise(name: &str, op: Op, base: &Path) -> Outcome {
+    // A run with nothing failing: the steps, and the state after.
+    let scratch = tempfile::tempdir().unwrap();
+    let clean = scratch.path().join("clean");
+    copy_dir(base, &clean);
+    let recorded: Arc<Mutex<Vec<(Step, PathBuf)>>> = Arc::default();
+    {
+        let rec = Arc::clone(&recorded);
+        let _f = fault::install(
+            clean.clone(),
+            Arc::new(move |step, path| {
+                rec.lock().unwrap().push((step, path.to_owned()));
+                None
+            }),
+        );
+        run(&clean, op).unwrap_or_else(|e| panic!("{name} without faults: {e}"));
+    }
+    let steps = recorded.lock().unwrap().len();
+    assert!(steps > 0, "{name}: no step went through the failpoints");
+    let mut tracked = files(base);
+    tracked.extend(files(&clean));
+    // Both outcomes, each also after a collection (which the judgement below runs too).
+    let judge = |dir: &Path| {
+        let copy = scratch.path().join("judged");
+        copy_dir(dir, &copy);
+        let s = Store::open(&copy, &Options::default()).unwrap();
+        let now = state(&s, &tracked);
+        gc(&s).unwrap();
+        let collected = state(&s, &tracked);
+        drop(s);
+        fs::remove_dir_all(&copy).unwrap();
+        (now, collected)
+    };
+    let (before, before_gc) = judge(base);
+    let (after, after_gc) = judge(&clean);
+    let live: BTreeSet<String> = before_gc
+        .blobs
+        .intersection(&after_gc.blobs)
+        .cloned()
+        .collect();
+
+    let mut failed_ops = 0;
+    for i in 0..steps {
+        for kind in [Fault::Eio, Fault::DiskFull] {
+            let dir = scratch.path().join(format!("{i}-{kind:?}"));
+            copy_dir(base, &dir);
+            let seen = Arc::new(AtomicUsize::new(0));
+            let result = {
+                let seen = Arc::clone(&seen);
+                let _f = fault::install(
+                    dir.clone(),
+                    Arc::new(move |step, _| {
+                        let n = seen.fetch_add(1, Ordering::SeqCst);
+                        let fail = match kind {
+                            Fault::Eio => n == i,
+                            Fault::DiskFull => {
+                                n >= i && !matches!(step, Step::Unlink | Step::Rename)
+                            }
+                        };
+                        fail.then(|| match kind {
+                            Fault::Eio => io::Error::from_raw_os_error(libc::EIO),
+                            Fault::DiskFull => io::Error::from_raw_os_error(libc::ENOSPC),
+                        })
+                    }),
+                );
+                run(&dir, op)
+            };
+            let ctx = format!("{name}: {kind:?} at step {i} of {steps}");
+            if let Err(e) = &result {
+                failed_ops += 1;
+                let msg = e.to_string();
+                assert!(!msg.contains('\n'), "{ctx}: error is not one line: {msg}");
+                assert!(
+                    msg.contains("os error"),
+                    "{ctx}: error does not say why: {msg}"
+                );
+            }
+            // Reopen with nothing failing: recovery finishes or undoes what was cut short.
+            let store = Store::open(&dir, &Options::default())
+                .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+            let now = state(&store, &tracked);
+            let r = store.verify(&VerifyOptions::default()).unwrap();
+            assert!(r.ok, "{ctx}: verify after reopen: {:?}", r.problems);
+            assert!(
+                now.tags == before.tags || now.tags == after.tags,
+                "{ctx}: tags neither as before nor complete: {:?}",
+                now.tags
+            );
+            assert!(now.blobs.is_superset(&live), "{ctx}: live content lost");
+            // What a cut-short operation may leave beyond its outcome is garbage: content it
+            // had published but not committed, or garbage a collection had not yet removed.
+            gc(&store).unwrap();
+            let collected = state(&store, &tracked);
+            assert!(
+                collected == before_gc || collected == after_gc,
+                "{ctx}: after a collection, neither as before nor complete:\n now {collected:?}\n before {before_gc:?}\n after {after_gc:?}"
+            );
+            assert!(
+                result.is_err() || collected == after_gc,
+                "{ctx}: Ok but not complete"
+            );
+            drop(store);
+            assert_eq!(temp_files(&dir), Vec::<PathBuf>::new(), "{ctx}");
+            fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    println!(
+        "{name}: {steps} steps, {} runs, {failed_ops} failed",
+        steps * 2
+    );
+    Outcome { steps, failed_ops }
+}
+
+#[test]
+fn every_step_of_every_operation_fails_cleanly() {
+    let base_dir = tempfile::tempdir().unwrap();
+    let base = base_dir.path().join("store");
+    baseline(&base);
+    let scenarios: [(&str, Op); 6] = [
+        ("ingest", ingest),
+        ("tag", tag),
+        ("untag", untag),
+        ("delete", delete),
+        ("index.json entry", add_entry),
+        ("gc", gc),
+    ];
+    // Failpoints are per store directory, so the scenarios run side by side.
+    let base = base.as_path();
+    let outcomes: Vec<(&str, Outcome)> = std::thread::scope(|s| {
+        let running: Vec<_> = scenarios
+            .into_iter()
+            .map(|(name, op)| (name, s.spawn(move || exercise(name, op, base))))
+            .collect();
+        running
+            .into_iter()
+            .map(|(name, h)| (name, h.join().expect("scenario thread")))
+            .collect()
+    });
+    let mut total = 0;
+    for (name, o) in outcomes {
+        assert!(o.failed_ops > 0, "{name}: no injected fault made it fail");
+        total += o.steps * 2;
+    }
+    println!("{total} faulted runs, nothing lost");
+}
