@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ocistore::{Error, Options, PutOptions, ReferrersQuery, Store};
 use ocistore::verify::VerifyOptions;
+use ocistore::{Error, Options, PutOptions, ReferrersQuery, Store};
 use serde::Serialize;
 
 /// An OCI image-layout store with a transactional index and reference-aware deletes.
