@@ -99,6 +99,8 @@ impl Rng {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Phase {
+    /// The child opened the store; `tags` lists every tag it found.
+    Opened,
     Begin,
     Done,
     Failed,
@@ -885,6 +887,15 @@ fn helper_crash_workload() {
             std::process::exit(3);
         }
     };
+    let mut opened = Rec::begin("open");
+    opened.phase = Phase::Opened;
+    opened.tags = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.tag.map(|t| (t, Some(e.digest.to_string()))))
+        .collect();
+    journal.append(&opened);
     let mut w = Workload {
         store: &store,
         rng: Rng::new(seed),
@@ -1118,6 +1129,8 @@ impl Model {
 #[derive(Default)]
 struct Summary {
     kills: usize,
+    /// Kills after which the next child, not the parent, opened the store first.
+    unchecked: usize,
     mid_op: usize,
     inflight_happened: usize,
     committed: usize,
@@ -1394,6 +1407,59 @@ fn check_all(store: &Store, root: &Path, model: &Model) -> Result<usize, String>
     check_model(store, model)
 }
 
+/// Applies a child's journal to the model. Its first line, written once the child has opened
+/// the store, shows the tags the previous kill left, which settles the operation that was then in
+/// flight; the operation in flight at this kill is left in `pending` (and the result says whether
+/// there is one).
+fn replay(
+    records: Vec<Rec>,
+    model: &mut Model,
+    pending: &mut Option<Rec>,
+    summary: &mut Summary,
+) -> Result<bool, String> {
+    let mut left_open = false;
+    for rec in records {
+        match rec.phase {
+            Phase::Opened => {
+                if let Some(p) = pending.take() {
+                    let tags: BTreeMap<String, String> = rec
+                        .tags
+                        .into_iter()
+                        .filter_map(|(t, d)| d.map(|d| (t, d)))
+                        .collect();
+                    summary.inflight_happened += usize::from(model.resolve(&p, &tags)?);
+                }
+            }
+            Phase::Begin => {
+                if let Some(b) = pending {
+                    return Err(format!("journal: {} (seq {}) never ended", b.op, b.seq));
+                }
+                *pending = Some(rec);
+                left_open = true;
+            }
+            Phase::Done | Phase::Failed => {
+                if rec.unexpected {
+                    return Err(format!("{} failed: {:?}", rec.op, rec.error));
+                }
+                left_open = false;
+                let mut b = pending
+                    .take()
+                    .filter(|b| b.seq == rec.seq)
+                    .ok_or_else(|| format!("journal: seq {} ends unbegun", rec.seq))?;
+                if rec.phase == Phase::Done {
+                    b.removed = rec.removed;
+                    model.commit(&b)?;
+                    summary.committed += 1;
+                } else {
+                    model.learn(&b);
+                    summary.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(left_open)
+}
+
 struct Harness {
     seed: u64,
     kills: usize,
@@ -1412,6 +1478,8 @@ impl Harness {
         drop(Store::init(&root, &Options::default()).ctx("init")?);
         let mut rng = Rng::new(self.seed);
         let mut model = Model::default();
+        // The operation in flight at the last kill, until a reopened store shows what it did.
+        let mut pending: Option<Rec> = None;
         for k in 0..self.kills {
             *round = k;
             let child_seed = rng.next();
@@ -1455,37 +1523,16 @@ impl Harness {
             summary.kills += 1;
 
             let records = read_journal(&journal)?;
-            let mut begun: Option<Rec> = None;
-            for rec in records {
-                match rec.phase {
-                    Phase::Begin => {
-                        if let Some(b) = &begun {
-                            return Err(format!("journal: seq {} begun twice", b.seq));
-                        }
-                        begun = Some(rec);
-                    }
-                    Phase::Done | Phase::Failed => {
-                        let b = begun
-                            .take()
-                            .filter(|b| b.seq == rec.seq)
-                            .ok_or_else(|| format!("journal: seq {} ends unbegun", rec.seq))?;
-                        if rec.unexpected {
-                            return Err(format!(
-                                "{} failed (child seed {child_seed}): {:?}",
-                                b.op, rec.error
-                            ));
-                        }
-                        if rec.phase == Phase::Done {
-                            let mut b = b;
-                            b.removed = rec.removed;
-                            model.commit(&b)?;
-                            summary.committed += 1;
-                        } else {
-                            model.learn(&b);
-                            summary.failed += 1;
-                        }
-                    }
-                }
+            fs::remove_file(&journal).ok();
+            let fail = |e: String| format!("child seed {child_seed}, {delay} ms: {e}");
+            if replay(records, &mut model, &mut pending, summary).map_err(fail)? {
+                summary.mid_op += 1;
+            }
+            let in_flight = pending.as_ref().map(|b| (b.op.clone(), b.seq));
+            if k + 1 < self.kills && rng.chance(20) {
+                // The next child opens the crashed store itself: its recovery may be killed too.
+                summary.unchecked += 1;
+                continue;
             }
 
             let store = Store::open(&root, &Options::default()).ctx("reopen after the kill")?;
@@ -1494,22 +1541,16 @@ impl Harness {
             summary.removed_temp_files += report.removed_temp_files;
             summary.finished_unlinks += report.finished_unlinks;
             summary.indexed_blobs += report.indexed_blobs;
-            if let Some(rec) = &begun {
-                summary.mid_op += 1;
-                let tags = store_tags(&store)?;
-                if model
-                    .resolve(rec, &tags)
-                    .map_err(|e| format!("{e} (child seed {child_seed})"))?
-                {
-                    summary.inflight_happened += 1;
-                }
-            }
             let what = |e: String| {
                 format!(
-                    "after the kill (child seed {child_seed}, {delay} ms, in flight: {:?}): {e}",
-                    begun.as_ref().map(|b| (&b.op, b.seq))
+                    "after the kill (child seed {child_seed}, {delay} ms, last in flight: \
+                     {in_flight:?}): {e}"
                 )
             };
+            if let Some(rec) = pending.take() {
+                let tags = store_tags(&store)?;
+                summary.inflight_happened += usize::from(model.resolve(&rec, &tags).map_err(what)?);
+            }
             summary.checked += check_all(&store, &root, &model).map_err(what)?;
 
             // A collection after recovery runs and loses nothing live.
@@ -1525,7 +1566,6 @@ impl Harness {
             summary.checked += check_all(&store, &root, &model)
                 .map_err(|e| what(format!("after the collection that followed: {e}")))?;
             drop(store);
-            fs::remove_file(&journal).ok();
         }
         Ok(())
     }
@@ -1551,11 +1591,13 @@ fn sigkill_during_mixed_workload_loses_nothing_committed() {
         );
     }
     eprintln!(
-        "crash harness (seed {seed}): {} kills, {} mid-operation ({} of those had happened), \
+        "crash harness (seed {seed}): {} kills ({} reopened first by the next child), {} \
+         mid-operation ({} of those had happened), \
          {} committed operations checked ({} failed as expected), {} digest checks; recovery \
          ran {} times: {} temporary files removed, {} interrupted unlinks finished, {} blobs \
          indexed; {} blobs collected after recovery",
         summary.kills,
+        summary.unchecked,
         summary.mid_op,
         summary.inflight_happened,
         summary.committed,
