@@ -947,3 +947,51 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The tags of `<root>/index.json` (tag -> digest), as the file lists them.
+pub fn index_json_tags(root: &Path) -> BTreeMap<String, String> {
+    let doc: Value = serde_json::from_slice(&fs::read(root.join("index.json")).unwrap()).unwrap();
+    doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let tag = e["annotations"][REF_NAME].as_str()?;
+            Some((tag.to_owned(), e["digest"].as_str().unwrap().to_owned()))
+        })
+        .collect()
+}
+
+/// The tags the store lists (tag -> digest).
+pub fn store_tags(store: &ocistore::Store) -> BTreeMap<String, String> {
+    store
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| Some((e.tag?, e.digest.to_string())))
+        .collect()
+}
+
+/// The digests of the referrers the store answers for `subject`, transitively when asked.
+pub fn referrer_digests(
+    store: &ocistore::Store,
+    subject: &Digest,
+    transitive: bool,
+) -> std::collections::BTreeSet<String> {
+    let query = ocistore::ReferrersQuery {
+        transitive,
+        ..Default::default()
+    };
+    let answer = store.referrers(subject, &query).unwrap();
+    answer.manifests.into_iter().map(|m| m.digest).collect()
+}
+
+/// A collection with no grace period and an orphan walk: everything not live goes now.
+pub fn collect_now(store: &ocistore::Store) -> ocistore::gc::GcReport {
+    let opts = ocistore::gc::GcOptions {
+        grace: std::time::Duration::ZERO,
+        scan_orphans: true,
+        ..Default::default()
+    };
+    store.gc(&opts).unwrap()
+}
