@@ -385,3 +385,36 @@ pub fn sha256_file(path: &Path) -> Digest {
     }
     Digest::parse(&format!("sha256:{}", hex::encode(h.finalize()))).expect("digest")
 }
+
+/// Blobs of the verify store: (count, size). About 1.1 GiB in all: big layers, and many small
+/// files, where per-file costs show.
+pub const VERIFY_BLOBS: [(usize, usize); 2] = [(32, 32 << 20), (2048, 64 << 10)];
+
+/// The verify store: [`VERIFY_BLOBS`] of pseudo-random content, written with `Store::put`.
+/// Returns its root and its total bytes.
+pub fn verify_store() -> (PathBuf, u64) {
+    let root = data_dir().join("store-verify");
+    let marker = data_dir().join("store-verify.complete");
+    if let Some(lines) = cached(&root, &marker)
+        && let Some(Ok(bytes)) = lines.first().map(|l| l.parse())
+    {
+        return (root, bytes);
+    }
+    fresh(&root, &marker);
+    eprintln!("building {} (once; cached afterwards)", root.display());
+    let store = Store::init(&root, &Options::default()).expect("init store-verify");
+    let mut total = 0u64;
+    for (count, size) in VERIFY_BLOBS {
+        for i in 0..count {
+            let bytes = bytes_of(&format!("verify {size} {i}"), size);
+            store
+                .put(&mut &bytes[..], &PutOptions::default())
+                .expect("put");
+            total += size as u64;
+        }
+    }
+    drop(store);
+    check_clean(&root);
+    write_marker(&marker, &[total.to_string()]);
+    (root, total)
+}
