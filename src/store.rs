@@ -1347,6 +1347,11 @@ impl Batch<'_> {
     /// Publishes the staged files (fsynced in parallel, renamed, directories fsynced), rewrites
     /// index.json if an entry changed, and commits the index.
     pub fn commit(mut self) -> Result<()> {
+        if self.index_dirty && !self.staged.is_empty() {
+            // Before any file is published: an index.json another tool left unreadable fails
+            // the commit with nothing written.
+            self.store.take_in_index_json(&self.writer())?;
+        }
         let store = self.store;
         let layout = &store.layout;
         let staged = &mut self.staged;
@@ -1395,9 +1400,9 @@ impl Batch<'_> {
 }
 
 impl Store {
-    /// Rewrites index.json from the transaction's state, first taking in any change another
-    /// tool made to the file since the store last wrote it.
-    pub(crate) fn write_index_json(&self, w: &Writer<'_>) -> Result<()> {
+    /// Takes into the transaction any change another tool made to index.json since the store
+    /// last wrote it (again, harmlessly, if already taken in).
+    fn take_in_index_json(&self, w: &Writer<'_>) -> Result<()> {
         let path = self.layout.index_json();
         let fp = w
             .meta(meta::INDEX_JSON)?
@@ -1407,6 +1412,14 @@ impl Store {
             let base = reader_entries(&self.db.read()?)?;
             merge_index(w, &self.layout, &self.options, &base, &theirs)?;
         }
+        Ok(())
+    }
+
+    /// Rewrites index.json from the transaction's state, first taking in any change another
+    /// tool made to the file since the store last wrote it.
+    pub(crate) fn write_index_json(&self, w: &Writer<'_>) -> Result<()> {
+        self.take_in_index_json(w)?;
+        let path = self.layout.index_json();
         let extra = match w.meta(meta::INDEX_EXTRA)? {
             Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Index(e.to_string()))?,
             None => Default::default(),

@@ -1047,3 +1047,30 @@ fn referrer_cycle() {
     assert!(store_tags(&store).is_empty());
     assert_eq!(index_json_tags(fx.root()), store_tags(&store));
 }
+
+#[test]
+fn index_json_corrupted_while_the_store_is_open() {
+    let fx = fixture();
+    let store = fx.open();
+    let good = fs::read(fx.root().join("index.json")).unwrap();
+    let mut bad = good.clone();
+    bad.truncate(good.len() / 2);
+    fs::write(fx.root().join("index.json"), &bad).unwrap();
+    let before = fx.state(Some(&store));
+    // The next rewrite of index.json reads it first (to keep other tools' changes): refused.
+    expect_err(store.tag("v1", "v2"), "not valid JSON");
+    expect_err(store.untag("v1"), "not valid JSON");
+    let sig = manifest_with(
+        &fx,
+        &format!(
+            r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{}}}"#,
+            fx.image,
+            store.blob_info(&fx.image).unwrap().unwrap().size
+        ),
+    );
+    expect_err(put_manifest(&store, &sig), "not valid JSON");
+    assert_unchanged(fx.root(), &before, Some(&store));
+    fs::write(fx.root().join("index.json"), &good).unwrap();
+    fx.assert_intact(&store);
+    store.tag("v1", "v2").unwrap();
+}
