@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ocistore_fuzz::checks::manifest_edges::check(data));
