@@ -651,8 +651,10 @@ impl Workload<'_> {
                 store.tag(d, t)?;
             }
         }
-        self.written
-            .extend(b.manifests.iter().map(|(m, _)| m.clone()));
+        // Delete candidates: never an index's own images, which a dead index may still list.
+        if !b.top.is_empty() {
+            self.written.push(b.top.clone());
+        }
         Ok(Vec::new())
     }
 
@@ -801,7 +803,7 @@ impl Workload<'_> {
     /// says what the delete will remove.
     fn op_delete_digest(&mut self) -> OpResult {
         let mut candidates: Vec<String> = self.listed()?.into_iter().map(|(_, d)| d).collect();
-        candidates.extend(self.written.iter().cloned());
+        candidates.extend(self.written.iter().chain(&self.fresh).cloned());
         candidates.push(digest_of(&shared_layer(self.rng.below(SHARED_LAYERS))));
         let Some(d) = self.rng.pick(&candidates).cloned() else {
             return Ok(Vec::new());
@@ -1324,6 +1326,12 @@ fn check_model(store: &Store, model: &Model) -> Result<usize, String> {
             "tags differ from the journal's: expected but missing or moved {lost:?}; unexpected \
              {extra:?}"
         ));
+    }
+    for (t, d) in &model.tags {
+        let resolved = store.resolve(t).ctx("resolve")?;
+        if resolved.as_str() != d {
+            return Err(format!("tag {t} resolves to {resolved}, not {d}"));
+        }
     }
     for (t, d) in &tags {
         if ReferrerTag::parse(t).is_some()
