@@ -1133,6 +1133,10 @@ struct Summary {
     kills: usize,
     /// Kills after which the next child, not the parent, opened the store first.
     unchecked: usize,
+    /// Kills before the child had opened the store.
+    before_open: usize,
+    /// Of those, kills of a child that found the store crashed (its open recovers it).
+    recovery_killed: usize,
     mid_op: usize,
     inflight_happened: usize,
     committed: usize,
@@ -1488,14 +1492,20 @@ impl Harness {
         let mut model = Model::default();
         // The operation in flight at the last kill, until a reopened store shows what it did.
         let mut pending: Option<Rec> = None;
+        // Whether the last kill's store was left for the next child to recover.
+        let mut left_crashed = false;
         for k in 0..self.kills {
             *round = k;
             let child_seed = rng.next();
-            let delay = if rng.chance(10) {
+            let delay = if left_crashed && rng.chance(50) {
+                // Aim at the child's own open, which recovers the crashed store.
+                2 + rng.below(25)
+            } else if rng.chance(10) {
                 rng.below(5)
             } else {
                 20 + rng.below(381)
             };
+            let was_crashed = std::mem::take(&mut left_crashed);
             let journal = self.dir.join(format!("journal-{k}.jsonl"));
             let mut child = Command::new(std::env::current_exe().unwrap())
                 .args([
@@ -1533,6 +1543,10 @@ impl Harness {
             let records = read_journal(&journal)?;
             fs::remove_file(&journal).ok();
             let fail = |e: String| format!("child seed {child_seed}, {delay} ms: {e}");
+            if !records.iter().any(|r| r.phase == Phase::Opened) {
+                summary.before_open += 1;
+                summary.recovery_killed += usize::from(was_crashed);
+            }
             if replay(records, &mut model, &mut pending, summary).map_err(fail)? {
                 summary.mid_op += 1;
             }
@@ -1540,6 +1554,7 @@ impl Harness {
             if k + 1 < self.kills && rng.chance(20) {
                 // The next child opens the crashed store itself: its recovery may be killed too.
                 summary.unchecked += 1;
+                left_crashed = true;
                 continue;
             }
 
@@ -1599,13 +1614,15 @@ fn sigkill_during_mixed_workload_loses_nothing_committed() {
         );
     }
     eprintln!(
-        "crash harness (seed {seed}): {} kills ({} reopened first by the next child), {} \
-         mid-operation ({} of those had happened), \
+        "crash harness (seed {seed}): {} kills ({} reopened first by the next child; {} before \
+         the child's open returned, {} of them on a store left crashed), {} mid-operation ({} of those had happened), \
          {} committed operations checked ({} failed as expected), {} digest checks; recovery \
          ran {} times: {} temporary files removed, {} interrupted unlinks finished, {} blobs \
          indexed; {} blobs collected after recovery",
         summary.kills,
         summary.unchecked,
+        summary.before_open,
+        summary.recovery_killed,
         summary.mid_op,
         summary.inflight_happened,
         summary.committed,
