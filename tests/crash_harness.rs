@@ -1615,10 +1615,10 @@ fn sigkill_during_mixed_workload_loses_nothing_committed() {
     }
     eprintln!(
         "crash harness (seed {seed}): {} kills ({} reopened first by the next child; {} before \
-         the child's open returned, {} of them on a store left crashed), {} mid-operation ({} of those had happened), \
-         {} committed operations checked ({} failed as expected), {} digest checks; recovery \
-         ran {} times: {} temporary files removed, {} interrupted unlinks finished, {} blobs \
-         indexed; {} blobs collected after recovery",
+         the child's open returned, {} of them on a store left crashed), {} mid-operation ({} \
+         of those had happened), {} committed operations checked ({} failed as expected), {} \
+         digest checks; recovery ran {} times: {} temporary files removed, {} interrupted \
+         unlinks finished, {} blobs indexed; {} blobs collected after recovery",
         summary.kills,
         summary.unchecked,
         summary.before_open,
