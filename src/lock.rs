@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+/// Width of the holder text in the lock file.
+const HOLDER_WIDTH: usize = 24;
+
 /// A held writer lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub(crate) struct WriterLock {
@@ -53,11 +56,13 @@ impl WriterLock {
         }
         // Record the holder for the error message of the next waiter. The lock, not this text,
         // is what excludes; a stale text from a dead holder is simply overwritten.
-        let me = format!("pid {}", std::process::id());
+        // Written over the old text at a fixed width, never truncated first, so that a waiter
+        // reading it at any moment sees a whole holder.
+        let me = format!("{:<HOLDER_WIDTH$}", format!("pid {}", std::process::id()));
         let _ = file
-            .set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(me.as_bytes()));
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.write_all(me.as_bytes()))
+            .and_then(|()| file.set_len(me.len() as u64));
         Ok(WriterLock { _file: file })
     }
 }
