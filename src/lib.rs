@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 mod catalog;
 pub mod demo;
 pub mod digest;

@@ -173,6 +173,61 @@ enum Command {
         /// Where to build it (a new temporary directory by default).
         dir: Option<PathBuf>,
     },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Compare the collection strategies (and umoci, when installed) on synthetic layouts of
+    /// several sizes, and optionally under churn; writes gc.md, gc.json and gc.svg into OUT.
+    Gc {
+        /// Store sizes in blobs, comma-separated (k and m suffixes: 1k,10k,100k).
+        #[arg(long, default_value = "1k,10k", value_delimiter = ',',
+              value_parser = ocistore::bench::parse_size)]
+        sizes: Vec<u64>,
+        /// `all`, or a comma-separated list of mark-sweep, refcount, scan.
+        #[arg(long, default_value = "all")]
+        strategies: ocistore::bench::StrategyList,
+        /// Runs per strategy and size (the report gives the median).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also run a churn workload of this many operations, from the first size.
+        #[arg(long)]
+        churn: Option<usize>,
+        /// During churn, collect every this many operations.
+        #[arg(long, default_value_t = 200)]
+        gc_every: usize,
+        /// Where the cached layouts, the copies and the results go.
+        #[arg(long, default_value = "target/bench-gc")]
+        out: PathBuf,
+    },
+    /// Adopt the layout in DIR, timed (a child process of `bench gc`).
+    #[command(hide = true)]
+    AdoptChild { dir: PathBuf },
+    /// Open the store in DIR and collect it, timed (a child process of `bench gc`).
+    #[command(hide = true)]
+    CollectChild {
+        dir: PathBuf,
+        #[arg(long)]
+        strategy: ocistore::gc::Strategy,
+    },
+    /// The churn workload on the layout in DIR (a child process of `bench gc`).
+    #[command(hide = true)]
+    ChurnChild {
+        dir: PathBuf,
+        #[arg(long)]
+        strategy: ocistore::gc::Strategy,
+        #[arg(long)]
+        ops: usize,
+        #[arg(long)]
+        gc_every: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 /// What decides liveness, shared by `gc` and `explain`.
@@ -658,6 +713,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 r.garbage_bytes
             ))
         }
+        Command::Bench { what } => bench(cli, what),
         Command::Demo { dir } => {
             let dir = match dir {
                 Some(d) => d.clone(),
@@ -687,5 +743,60 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 store.root().display()
             ))
         }
+    }
+}
+
+fn bench(cli: &Cli, what: &BenchCommand) -> ocistore::Result<()> {
+    use ocistore::bench;
+    match what {
+        BenchCommand::Gc {
+            sizes,
+            strategies,
+            runs,
+            churn,
+            gc_every,
+            out,
+        } => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::io("locate", "the running executable", e))?;
+            let r = bench::gc_bench(&bench::GcBenchOptions {
+                sizes: sizes.clone(),
+                strategies: strategies.0.clone(),
+                runs: *runs,
+                churn: *churn,
+                gc_every: *gc_every,
+                out: out.clone(),
+                exe,
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            })?;
+            if cli.json {
+                print_json(&r)?;
+            } else {
+                say(bench::render_markdown(&r))?;
+                say(format!(
+                    "wrote gc.md, gc.json and gc.svg in {}",
+                    out.display()
+                ))?;
+            }
+            if r.mismatches.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Index(format!(
+                    "{} results disagree with the expected live set or with each other",
+                    r.mismatches.len()
+                )))
+            }
+        }
+        BenchCommand::AdoptChild { dir } => print_json(&bench::adopt_child(dir)?),
+        BenchCommand::CollectChild { dir, strategy } => {
+            print_json(&bench::collect_child(dir, *strategy)?)
+        }
+        BenchCommand::ChurnChild {
+            dir,
+            strategy,
+            ops,
+            gc_every,
+            seed,
+        } => print_json(&bench::churn_child(dir, *strategy, *ops, *gc_every, *seed)?),
     }
 }
