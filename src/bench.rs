@@ -163,7 +163,7 @@ pub struct ChurnResult {
     pub start_blobs: u64,
     /// Operations applied.
     pub ops: usize,
-    /// Pushes, retags and deletes among them.
+    /// Pushes among them.
     pub pushes: usize,
     /// Retags.
     pub retags: usize,
@@ -1011,7 +1011,7 @@ pub fn churn_child(
         for _ in 0..IDLE_PROBES {
             let stop = AtomicBool::new(true);
             // With `stop` already set, one pin and one unpin are timed.
-            idle.extend(probe_writes(&store, &probe, &stop).unwrap_or_default());
+            idle.extend(probe_writes(&store, &probe, &stop)?);
         }
         let stop = AtomicBool::new(false);
         let (r, took, w): (Result<GcReport>, f64, Result<Vec<f64>>) = std::thread::scope(|s| {
