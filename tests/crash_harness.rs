@@ -1636,3 +1636,21 @@ fn sigkill_during_mixed_workload_loses_nothing_committed() {
     );
     assert!(summary.committed > 0, "no operation committed");
 }
+
+/// The temporary file of an index.json rewrite that a killed writer did not finish is removed by
+/// the next writable open, and counted; other files beside index.json are left alone.
+#[test]
+fn open_removes_index_json_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::init(dir.path(), &Options::default()).unwrap());
+    fs::write(
+        dir.path().join(".ocistore-tmp-AbC123"),
+        b"{\"schemaVersion\":2",
+    )
+    .unwrap();
+    fs::write(dir.path().join("notes.txt"), b"kept").unwrap();
+    let store = Store::open(dir.path(), &Options::default()).unwrap();
+    assert_eq!(store.open_report().removed_temp_files, 1);
+    assert!(!dir.path().join(".ocistore-tmp-AbC123").exists());
+    assert_eq!(fs::read(dir.path().join("notes.txt")).unwrap(), b"kept");
+}
