@@ -1,6 +1,6 @@
 //! Failpoints in the store's file-system writes.
 //!
-//! Every step by which the store changes the disk passes through [`check`] first: creating a
+//! Every step by which the store changes the disk passes through a failpoint first: creating a
 //! temporary file or directory, writing, fsyncing a file or a directory, renaming, unlinking,
 //! and the index's own writes and syncs. An [`Injector`] installed for a store's root sees each
 //! step and may make it fail with any `io::Error` (`EIO`, `ENOSPC`, ...) instead of running it.

@@ -11,7 +11,7 @@
 //! | `unindexed-file` | a blob file the index does not know | indexed (as found content, subject to the grace period) |
 //! | `wrong-size` | a blob's file size differs from the index's record | recorded again from the file |
 //! | `edges-differ` | a manifest's children in the index differ from its document | recorded again from the file |
-//! | `missing-child` | a manifest's child is absent, and the layout is not sparse there by design (foreign layers with `urls`, inline `data`) | cannot be repaired: push or import the content |
+//! | `missing-child` | a manifest's child is absent, and the layout is not sparse there by design (foreign layers with `urls`, inline `data`); a manifest the next collection removes is not checked | cannot be repaired: push or import the content |
 //! | `child-size` | a child's declared size differs from its file's | cannot be repaired: the manifest or the child is wrong |
 //! | `index-json` | index.json lists other tags or entries than the index | index.json is written again, taking in any change another tool made |
 //!
@@ -34,6 +34,7 @@ use crate::catalog::{BlobRecord, Writer};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::fault::{self, Step};
+use crate::gc::GcOptions;
 use crate::layout::index_json::IndexJson;
 use crate::layout::sync_dir;
 use crate::manifest;
@@ -377,6 +378,27 @@ impl Store {
             });
         }
         drop(reader);
+        // A manifest the next collection removes may lack children: a delete removes a
+        // manifest that only garbage lists. That is not damage.
+        if findings
+            .iter()
+            .any(|f| f.problem.kind == ProblemKind::MissingChild)
+        {
+            let garbage: HashSet<String> = self
+                .gc(&GcOptions {
+                    dry_run: true,
+                    // Past the answer kept from the last collection: list what would go.
+                    scan_orphans: true,
+                    ..GcOptions::default()
+                })?
+                .removed
+                .into_iter()
+                .map(|r| r.digest)
+                .collect();
+            findings.retain(|f| {
+                f.problem.kind != ProblemKind::MissingChild || !garbage.contains(&f.problem.subject)
+            });
+        }
         // A write that ran beside the check (an ingest between its rename and its commit, a
         // collection between its commit and its unlinks) is not a problem: keep a file/index
         // disagreement only if it is still there.
