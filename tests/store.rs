@@ -345,6 +345,69 @@ fn large_blobs_stream_in_constant_memory() {
     );
 }
 
+/// Past a few MiB, hashing runs on a second thread beside the writes: a mismatch found there, or
+/// a size exceeded while it runs, still leaves nothing behind.
+#[test]
+fn a_large_mismatch_leaves_no_file_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let before = files_under(dir.path());
+    let len: u64 = 24 << 20;
+    let claimed = Digest::sha256(b"not this content");
+    let err = store
+        .put(
+            &mut Stream {
+                left: len,
+                state: 3,
+            },
+            &PutOptions {
+                digest: Some(claimed.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    let err = store
+        .put(
+            &mut Stream {
+                left: len,
+                state: 3,
+            },
+            &PutOptions {
+                size: Some(len - (10 << 20)),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+    assert_eq!(files_under(dir.path()), before, "a file was left behind");
+    assert!(files_under(&dir.path().join(".ocistore/ingest")).is_empty());
+    // The same content put without claims hashes the same as hashing it in one go.
+    let mut h = ocistore::digest::Hasher::new(ocistore::Algorithm::Sha256).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut s = Stream {
+        left: len,
+        state: 3,
+    };
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let put = store
+        .put(
+            &mut Stream {
+                left: len,
+                state: 3,
+            },
+            &PutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(put.digest, h.finish());
+}
+
 #[test]
 fn tags_are_written_to_index_json_and_moved_and_removed() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
 
 use std::fs::File;
 
@@ -26,6 +27,62 @@ use crate::fault::{self, Step};
 use crate::layout::Layout;
 
 const BUF: usize = 256 * 1024;
+/// Past this many bytes, hashing moves to a second thread, beside reading and writing.
+const PIPELINE_AFTER: u64 = 4 << 20;
+/// In a large ingest, the kernel is asked to start writing back every this many bytes, so that
+/// the final fsync has little left to wait for.
+const WRITEBACK: u64 = 16 << 20;
+
+/// Hashing on a second thread: chunks go to it in order, and their buffers come back for reuse.
+struct Pipe<'scope> {
+    to_hash: mpsc::SyncSender<(Vec<u8>, usize)>,
+    free: mpsc::Receiver<Vec<u8>>,
+    done: std::thread::ScopedJoinHandle<'scope, Hasher>,
+}
+
+impl<'scope> Pipe<'scope> {
+    fn start<'env>(scope: &'scope std::thread::Scope<'scope, 'env>, mut hasher: Hasher) -> Self {
+        let (to_hash, chunks) = mpsc::sync_channel::<(Vec<u8>, usize)>(4);
+        let (give_back, free) = mpsc::channel();
+        let done = scope.spawn(move || {
+            for (buf, n) in chunks {
+                hasher.update(&buf[..n]);
+                let _ = give_back.send(buf);
+            }
+            hasher
+        });
+        Pipe {
+            to_hash,
+            free,
+            done,
+        }
+    }
+
+    fn finish(self, path: &std::path::Path) -> Result<Hasher> {
+        drop(self.to_hash);
+        self.done.join().map_err(|_| hashing_failed(path))
+    }
+}
+
+fn hashing_failed(path: &std::path::Path) -> Error {
+    Error::io("hash", path, io::Error::other("the hashing thread stopped"))
+}
+
+/// Starts writeback of `len` bytes at `offset` without waiting for it (Linux
+/// `sync_file_range`); durability still comes from the fsync before publishing.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor; it reads no memory of ours. A failure
+    // only means no early writeback.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
 
 /// What the caller says the content is.
 #[derive(Clone, Debug, Default)]
@@ -67,7 +124,7 @@ pub fn stage(
         .digest
         .as_ref()
         .map_or(Algorithm::Sha256, Digest::algorithm);
-    let mut hasher = Hasher::new(alg);
+    let hasher = Hasher::new(alg);
     let dir = layout.ingest_dir();
     fault::check(Step::Create, &dir).map_err(|e| Error::io("create temporary file in", &dir, e))?;
     let mut tmp = tempfile::Builder::new()
@@ -75,40 +132,69 @@ pub fn stage(
         .tempfile_in(&dir)
         .map_err(|e| Error::io("create temporary file in", &dir, e))?;
     let mut kept = Some(Vec::new());
-    let mut buf = vec![0u8; BUF];
     let mut total: u64 = 0;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", "the input", e)),
-        };
-        let chunk = &buf[..n];
-        total += n as u64;
-        if let Some(size) = expected.size
-            && total > size
-        {
-            return Err(Error::SizeMismatch {
-                digest: describe(expected),
-                expected: size,
-                actual: total,
-            });
-        }
-        if let Some(h) = &mut hasher {
-            h.update(chunk);
-        }
-        if let Some(k) = &mut kept {
-            if total <= keep {
-                k.extend_from_slice(chunk);
-            } else {
-                kept = None;
+    let hasher = std::thread::scope(|scope| -> Result<Option<Hasher>> {
+        let mut hasher = hasher;
+        let mut pipe: Option<Pipe<'_>> = None;
+        let mut buf = vec![0u8; BUF];
+        let mut flushed: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", "the input", e)),
+            };
+            let chunk = &buf[..n];
+            total += n as u64;
+            if let Some(size) = expected.size
+                && total > size
+            {
+                return Err(Error::SizeMismatch {
+                    digest: describe(expected),
+                    expected: size,
+                    actual: total,
+                });
+            }
+            if let Some(k) = &mut kept {
+                if total <= keep {
+                    k.extend_from_slice(chunk);
+                } else {
+                    kept = None;
+                }
+            }
+            fault::check(Step::Write, tmp.path())
+                .and_then(|()| tmp.write_all(chunk))
+                .map_err(|e| Error::io("write", tmp.path(), e))?;
+            match &pipe {
+                Some(p) => {
+                    let next = p.free.try_recv().unwrap_or_else(|_| vec![0u8; BUF]);
+                    let full = std::mem::replace(&mut buf, next);
+                    p.to_hash
+                        .send((full, n))
+                        .map_err(|_| hashing_failed(tmp.path()))?;
+                    if total - flushed >= WRITEBACK {
+                        start_writeback(tmp.as_file(), flushed, total - flushed);
+                        flushed = total;
+                    }
+                }
+                None => {
+                    if let Some(h) = &mut hasher {
+                        h.update(chunk);
+                    }
+                    if total >= PIPELINE_AFTER
+                        && let Some(h) = hasher.take()
+                    {
+                        pipe = Some(Pipe::start(scope, h));
+                    }
+                }
             }
         }
-        fault::check(Step::Write, tmp.path())
-            .and_then(|()| tmp.write_all(chunk))
-            .map_err(|e| Error::io("write", tmp.path(), e))?;
-    }
+        match pipe {
+            Some(p) => p.finish(tmp.path()).map(Some),
+            None => Ok(hasher),
+        }
+    })?;
     if let Some(size) = expected.size
         && total != size
     {
