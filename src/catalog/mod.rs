@@ -672,6 +672,8 @@ pub(crate) struct Writer<'t> {
     collector: bool,
     /// Whether this writer has already cleared `meta::GC_CLEAN`.
     dirtied: std::cell::Cell<bool>,
+    /// Whether this writer has removed a tag or an untagged entry (index.json must follow).
+    names_removed: std::cell::Cell<bool>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
@@ -834,6 +836,7 @@ impl<'t> Writer<'t> {
             track,
             collector: false,
             dirtied: std::cell::Cell::new(false),
+            names_removed: std::cell::Cell::new(false),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -922,6 +925,12 @@ impl<'t> Writer<'t> {
             self.dirtied.set(true);
         }
         Ok(())
+    }
+
+    /// Whether this writer has removed a tag or an untagged entry, so that index.json must be
+    /// written again.
+    pub(crate) fn names_removed(&self) -> bool {
+        self.names_removed.get()
     }
 
     /// Records `digest` in `CHANGED` when tracking.
@@ -1075,6 +1084,7 @@ impl<'t> Writer<'t> {
         self.dirty()?;
         let old = self.t_tags()?.remove(tag)?.map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
+            self.names_removed.set(true);
             self.t_tags_by_digest()?.remove(d.as_str(), tag)?;
             if ReferrerTag::parse(tag).is_none() {
                 self.bump(d, count::TAG_ROOTS, -1)?;
@@ -1122,6 +1132,7 @@ impl<'t> Writer<'t> {
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
         self.dirty()?;
         if self.t_untagged()?.remove(digest, entry)? {
+            self.names_removed.set(true);
             self.bump(digest, count::UNTAGGED, -1)?;
         }
         Ok(())

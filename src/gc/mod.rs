@@ -431,13 +431,11 @@ impl Store {
         self.recheck(&w, doomed, kept)?;
         let mut removed = Vec::new();
         let mut removals = Vec::new();
-        let mut entries_changed = false;
         for g in chunk {
             if kept.contains(&g.digest) {
                 report.kept_by_recheck += 1;
                 continue;
             }
-            entries_changed |= !w.tags_of(&g.digest)?.is_empty() || has_entries(&w, &g.digest)?;
             let is_doomed = |d: &str| doomed.contains(d) && !kept.contains(d);
             if let Some(rec) = w.remove_blob(&g.digest, Some(&is_doomed))? {
                 report.removed_bytes += rec.size;
@@ -445,7 +443,9 @@ impl Store {
                 removed.push(g.digest.clone());
             }
         }
-        if entries_changed {
+        // The garbage's tags and entries went in `sweep_entries`; one added since is a change
+        // the recheck keeps, so this is rare.
+        if w.names_removed() {
             self.write_index_json(&w)?;
             report.index_json_rewritten = true;
         }
