@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Measures the store's headline figures in one run and prints them as a markdown table:
-#   1. open time of a store with 20,000 tagged images (benches/store_open.rs),
+#   1. open time of a store with 20,000 tagged images, and of stores of 1,000 / 5,000 / 20,000
+#      images (benches/store_open.rs),
 #   2. referrers query latency (benches/referrers.rs),
-#   3. ingest throughput of a 64 MiB and a 1 GiB blob against sha256 alone (benches/ingest.rs),
+#   3. ingest throughput of a 64 MiB and a 1 GiB blob against sha256 alone, and of small image
+#      manifests, 1,000 in one batch and 100 one put at a time (benches/ingest.rs),
 # plus coreutils `sha256sum` on the same 1 GiB file (best of 3), for a same-run comparison.
 #
-# Fixtures are built once under target/bench-data/ and reused (about 30 s and 1.6 GB the first
-# time). Whole run: about 4 minutes on 2 cores. Medians come from criterion's
+# Fixtures are built once under target/bench-data/ and reused (about 1 minute and 1.7 GB the
+# first time). Whole run: about 6 minutes on 2 cores. Medians come from criterion's
 # target/criterion/<group>/<bench>/new/estimates.json (median.point_estimate, in ns).
 #
 # Usage: benches/run-store-figures.sh        (from anywhere; runs in the crate's root)
@@ -86,6 +88,11 @@ mibs() {
     awk -v b="$1" -v ns="$2" 'BEGIN { if (ns == "") print "n/a"; else printf "%.0f MiB/s", b / 1048576 / (ns / 1e9) }'
 }
 
+# per_second COUNT NS: COUNT items in NS nanoseconds, as items per second.
+per_second() {
+    awk -v n="$1" -v ns="$2" 'BEGIN { if (ns == "") print "n/a"; else printf "%.0f/s", n / (ns / 1e9) }'
+}
+
 ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "n/a"; else printf "%.2f", a / b }'
 }
@@ -109,6 +116,10 @@ row "open, writable (20k images)" open_20k/open "Store::open, lock included"
 row "open + close, writable" open_20k/open_close "what one CLI call pays"
 row "open, read-only (20k images)" open_20k/open_read_only "Store::open_read_only"
 row "open + close, read-only" open_20k/open_read_only_close ""
+for n in 1000 5000 20000; do
+    row "open + close, writable, $n images" "open_vs_size/open_close/$n" ""
+    row "open + close, read-only, $n images" "open_vs_size/open_read_only_close/$n" ""
+done
 row "referrers, 1 referrer (20k store)" referrers/store20k_1 ""
 for n in 1 10 100 1000; do
     row "referrers, fan-out $n" "referrers/fanout/$n" ""
@@ -123,6 +134,10 @@ for size in 64MiB 1GiB; do
         [[ $b != sha256_only ]] && note="$note, $(ratio "$t" "$sha")x sha256 alone"
         echo "| ingest $size, $b | $(human "$t") | $note |"
     done
+done
+for bench in batch_put_tag/1000 put_one_by_one/100; do
+    t=$(median_ns "ingest_manifests/$bench")
+    echo "| manifests, $bench | $(human "$t") | $(per_second "${bench#*/}" "$t") |"
 done
 echo "| sha256sum 1GiB (coreutils, best of 3) | $(human "$SUM_BEST") | $(mibs "$GIB" "$SUM_BEST") |"
 echo

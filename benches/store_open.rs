@@ -1,15 +1,26 @@
-//! Open time of a store with 20,000 tagged images (2,000 of them signed).
+//! Open time of a store with 20,000 tagged images (2,000 of them signed), and against store size.
 //!
-//! `open` / `open_read_only` time the open alone (the store is dropped outside the timing);
-//! `open_close` / `open_read_only_close` time open plus drop, what one CLI invocation pays.
+//! `open_20k`: `open` / `open_read_only` time the open alone (the store is dropped outside the
+//! timing); `open_close` / `open_read_only_close` time open plus drop, what one CLI invocation
+//! pays. `open_vs_size`: open plus drop, writable and read-only, of stores of 1,000, 5,000 and
+//! 20,000 images built alike (the parameter is the number of images).
 
 mod common;
 
 use std::hint::black_box;
+use std::path::Path;
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use ocistore::{Options, Store};
+
+fn open_close(root: &Path, opts: &Options) {
+    drop(Store::open(black_box(root), opts).expect("open"));
+}
+
+fn open_read_only_close(root: &Path, opts: &Options) {
+    drop(Store::open_read_only(black_box(root), opts).expect("open"));
+}
 
 fn open(c: &mut Criterion) {
     let (root, _) = common::store_20k();
@@ -26,9 +37,7 @@ fn open(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    g.bench_function("open_close", |b| {
-        b.iter(|| drop(Store::open(black_box(&root), &opts).expect("open")))
-    });
+    g.bench_function("open_close", |b| b.iter(|| open_close(&root, &opts)));
     g.bench_function("open_read_only", |b| {
         b.iter_batched(
             || (),
@@ -37,10 +46,32 @@ fn open(c: &mut Criterion) {
         )
     });
     g.bench_function("open_read_only_close", |b| {
-        b.iter(|| drop(Store::open_read_only(black_box(&root), &opts).expect("open")))
+        b.iter(|| open_read_only_close(&root, &opts))
     });
     g.finish();
 }
 
-criterion_group!(benches, open);
+fn open_vs_size(c: &mut Criterion) {
+    let opts = Options::default();
+    let stores: Vec<_> = common::STORE_SIZES
+        .iter()
+        .map(|&n| (n, common::store_of(n).0))
+        .collect();
+    let mut g = c.benchmark_group("open_vs_size");
+    g.sample_size(50);
+    g.measurement_time(Duration::from_secs(5));
+    for (n, root) in &stores {
+        g.bench_with_input(BenchmarkId::new("open_close", n), root, |b, root| {
+            b.iter(|| open_close(root, &opts))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("open_read_only_close", n),
+            root,
+            |b, root| b.iter(|| open_read_only_close(root, &opts)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, open, open_vs_size);
 criterion_main!(benches);

@@ -23,6 +23,8 @@ const SIG_LAYER: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
 /// Images in the large store.
 pub const IMAGES: usize = 20_000;
+/// Store sizes (images) the open benchmark compares.
+pub const STORE_SIZES: [usize; 3] = [1_000, 5_000, IMAGES];
 /// Images per batch while building it.
 const CHUNK: usize = 2_000;
 /// Every `SIGNED_EVERY`th image gets a signature referrer.
@@ -73,9 +75,9 @@ fn put_opts(media_type: &str, bytes: &[u8]) -> PutOptions {
 }
 
 /// One blob to store.
-struct Blob {
-    media_type: &'static str,
-    bytes: Vec<u8>,
+pub struct Blob {
+    pub media_type: &'static str,
+    pub bytes: Vec<u8>,
 }
 
 impl Blob {
@@ -87,13 +89,15 @@ impl Blob {
         descriptor(self.media_type, &self.bytes)
     }
 
-    fn put(&self, b: &mut ocistore::Batch<'_>) -> Digest {
-        b.put(
-            &mut self.bytes.as_slice(),
-            &put_opts(self.media_type, &self.bytes),
-        )
-        .expect("put")
-        .digest
+    /// Its media type, digest and size, as a client that knows them passes them.
+    pub fn opts(&self) -> PutOptions {
+        put_opts(self.media_type, &self.bytes)
+    }
+
+    pub fn put(&self, b: &mut ocistore::Batch<'_>) -> Digest {
+        b.put(&mut self.bytes.as_slice(), &self.opts())
+            .expect("put")
+            .digest
     }
 }
 
@@ -124,6 +128,39 @@ fn image(i: usize) -> (Blob, Vec<Blob>, Blob) {
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{}],"annotations":{{"bench.image":"{i}"}}}}"#,
             config.descriptor(),
             layers.iter().map(Blob::descriptor).collect::<Vec<_>>().join(",")
+        )
+        .into_bytes(),
+    );
+    (config, layers, manifest)
+}
+
+/// Images of the manifest ingest benchmark sharing one base layer.
+const IMAGES_PER_BASE: usize = 10;
+
+/// Image `i` of the manifest ingest benchmark, distinct for each `(set, i)`: a config of its
+/// own, two layers (a base shared by [`IMAGES_PER_BASE`] images, then one of its own), and a
+/// manifest of about 600 bytes.
+pub fn small_image(set: &str, i: usize) -> (Blob, [Blob; 2], Blob) {
+    let config = Blob::new(
+        OCI_CONFIG,
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"bench.set":"{set}","bench.image":"{i}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        )
+        .into_bytes(),
+    );
+    let base = format!("{set} base layer {}", i / IMAGES_PER_BASE);
+    let own = format!("{set} layer {i}");
+    let layers = [
+        Blob::new(OCI_LAYER, bytes_of(&base, 2048)),
+        Blob::new(OCI_LAYER, bytes_of(&own, 256 + (i * 7) % 1792)),
+    ];
+    let manifest = Blob::new(
+        OCI_MANIFEST,
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{},{}],"annotations":{{"bench.image":"{set}/{i}"}}}}"#,
+            config.descriptor(),
+            layers[0].descriptor(),
+            layers[1].descriptor(),
         )
         .into_bytes(),
     );
@@ -217,11 +254,23 @@ fn cached(root: &Path, marker: &Path) -> Option<Vec<String>> {
     }
 }
 
-/// The large store: 20,000 tagged images, every 10th signed. Returns its root and the digest of
-/// an image with exactly one referrer.
+/// The large store: [`IMAGES`] tagged images, every 10th signed. See [`store_of`].
 pub fn store_20k() -> (PathBuf, Digest) {
-    let root = data_dir().join("store-20k");
-    let marker = data_dir().join("store-20k.complete");
+    store_of(IMAGES)
+}
+
+/// A store of `images` tagged images (image `i` tagged `img-<i>`, every 10th signed), cached as
+/// `target/bench-data/store-<size>`. Returns its root and the digest of an image with exactly
+/// one referrer. Image `i` is the same in every size, so a smaller store is a prefix of a larger.
+pub fn store_of(images: usize) -> (PathBuf, Digest) {
+    assert!(images > 0, "a store of no images has no signed image");
+    let name = if images.is_multiple_of(1_000) {
+        format!("store-{}k", images / 1_000)
+    } else {
+        format!("store-{images}")
+    };
+    let root = data_dir().join(&name);
+    let marker = data_dir().join(format!("{name}.complete"));
     if let Some(lines) = cached(&root, &marker)
         && let Some(Ok(subject)) = lines.first().map(|l| Digest::parse(l))
     {
@@ -230,13 +279,13 @@ pub fn store_20k() -> (PathBuf, Digest) {
     fresh(&root, &marker);
     eprintln!("building {} (once; cached afterwards)", root.display());
     let start = Instant::now();
-    let store = Store::init(&root, &Options::default()).expect("init store-20k");
+    let store = Store::init(&root, &Options::default()).expect("init store");
     let empty = empty_config();
     let mut first_signed = None;
-    for chunk in 0..IMAGES.div_ceil(CHUNK) {
+    for chunk in 0..images.div_ceil(CHUNK) {
         let mut b = store.batch().expect("batch");
         empty.put(&mut b);
-        for i in chunk * CHUNK..((chunk + 1) * CHUNK).min(IMAGES) {
+        for i in chunk * CHUNK..((chunk + 1) * CHUNK).min(images) {
             let (config, layers, manifest) = image(i);
             config.put(&mut b);
             for l in &layers {
@@ -254,12 +303,12 @@ pub fn store_20k() -> (PathBuf, Digest) {
         b.commit().expect("commit");
         eprintln!(
             "  {} images in {:.1?}",
-            ((chunk + 1) * CHUNK).min(IMAGES),
+            ((chunk + 1) * CHUNK).min(images),
             start.elapsed()
         );
     }
     let stats = store.stats().expect("stats");
-    assert_eq!(stats.tags, IMAGES as u64);
+    assert_eq!(stats.tags, images as u64);
     drop(store); // a clean close clears the unclean mark
     check_clean(&root);
     let subject = first_signed.expect("a signed image");
@@ -273,7 +322,7 @@ pub fn store_20k() -> (PathBuf, Digest) {
         1
     );
     drop(probe);
-    eprintln!("built store-20k in {:.1?}: {stats:?}", start.elapsed());
+    eprintln!("built {name} in {:.1?}: {stats:?}", start.elapsed());
     write_marker(&marker, &[subject.to_string()]);
     (root, subject)
 }
