@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rayon::prelude::*;
 use redb::{ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, WriteTransaction};
 use serde::Serialize;
 
@@ -1354,10 +1353,7 @@ impl Batch<'_> {
         }
         let store = self.store;
         let layout = &store.layout;
-        let staged = &mut self.staged;
-        store
-            .io_pool()
-            .install(|| staged.par_iter_mut().try_for_each(Staged::sync))?;
+        Staged::sync_batch(layout, &mut self.staged, store.io_pool())?;
         // From rename to commit, hold the stripe locks of the published digests, so that a
         // sweeper with an older unlink pending for one of them sees it indexed and leaves it.
         let mut stripes: Vec<usize> = self

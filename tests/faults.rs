@@ -334,3 +334,31 @@ fn every_step_of_every_operation_fails_cleanly() {
     }
     println!("{total} faulted runs, nothing lost");
 }
+
+/// A large batch makes its files durable with one file-system sync instead of an fsync each;
+/// when that fails, nothing is published and nothing indexed.
+#[test]
+fn a_large_batch_whose_sync_fails_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    baseline(&root);
+    let tracked = files(&root);
+    let store = Store::open(&root, &Options::default()).unwrap();
+    let before = state(&store, &tracked);
+    let _f = fault::install(
+        root.clone(),
+        Arc::new(|step, _| (step == Step::Fsync).then(|| io::Error::from_raw_os_error(libc::EIO))),
+    );
+    let mut b = store.batch().unwrap();
+    for i in 0..200 {
+        b.put(&mut format!("blob {i}").as_bytes(), &PutOptions::default())
+            .unwrap();
+    }
+    let err = b.commit().unwrap_err().to_string();
+    assert!(err.contains("os error 5"), "{err}");
+    assert!(!err.contains('\n'));
+    drop(_f);
+    assert_eq!(files(&root), tracked, "nothing was published");
+    assert_eq!(state(&store, &tracked), before);
+    assert!(temp_files(&root).is_empty());
+}

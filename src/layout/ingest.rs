@@ -27,6 +27,8 @@ use crate::fault::{self, Step};
 use crate::layout::Layout;
 
 const BUF: usize = 256 * 1024;
+/// From this many files in one batch, one `syncfs` makes them durable instead of an fsync each.
+pub const SYNCFS_FROM: usize = 64;
 /// Past this many bytes, hashing moves to a second thread, beside reading and writing.
 const PIPELINE_AFTER: u64 = 4 << 20;
 /// In a large ingest, the kernel is asked to start writing back every this many bytes, so that
@@ -246,6 +248,38 @@ impl Staged {
                 .and_then(|f| f.sync_all())
                 .map_err(|e| Error::io("fsync", &*self.tmp, e))?;
             self.synced = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the content of many staged files durable at once: with one `syncfs` of the file
+    /// system holding `.ocistore/ingest/` when there are at least [`SYNCFS_FROM`] of them
+    /// (one flush instead of one per file), else with an fsync of each, on `pool`.
+    pub fn sync_batch(
+        layout: &Layout,
+        staged: &mut [Staged],
+        pool: &rayon::ThreadPool,
+    ) -> Result<()> {
+        use rayon::prelude::*;
+        let unsynced = staged.iter().filter(|s| !s.synced).count();
+        if unsynced < SYNCFS_FROM {
+            return pool.install(|| staged.par_iter_mut().try_for_each(Staged::sync));
+        }
+        let dir = layout.ingest_dir();
+        fault::check(Step::Fsync, &dir)
+            .and_then(|()| File::open(&dir))
+            .and_then(|f| {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a plain system call on an open descriptor.
+                if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+            .map_err(|e| Error::io("sync the file system of", &dir, e))?;
+        for s in staged {
+            s.synced = true;
         }
         Ok(())
     }
