@@ -790,10 +790,12 @@ impl Store {
         let r = self.db.read()?;
         let mut out = Vec::new();
         for row in r.tags()? {
-            out.push(list_entry(&Entry::from_bytes(&row.entry)?));
+            out.push(list_entry(&Entry::from_bytes(&row.entry)?, Some(row.tag)));
         }
+        // An untagged entry may still carry a ref name the store does not take as a tag (outside
+        // the grammar, or repeated): it is listed untagged, as it is kept.
         for (_, e) in r.untagged()? {
-            out.push(list_entry(&Entry::from_bytes(&e)?));
+            out.push(list_entry(&Entry::from_bytes(&e)?, None));
         }
         Ok(out)
     }
@@ -841,9 +843,9 @@ impl Drop for Store {
     }
 }
 
-fn list_entry(e: &Entry) -> ListEntry {
+fn list_entry(e: &Entry, tag: Option<String>) -> ListEntry {
     ListEntry {
-        tag: e.tag.clone(),
+        tag,
         digest: e.digest.clone(),
         media_type: e.media_type().map(str::to_owned),
         size: e.object.get("size").and_then(serde_json::Value::as_u64),

@@ -501,6 +501,54 @@ fn untagged_entries_from_other_tools_survive_tag_changes() {
     assert_eq!(ix["annotations"]["top.level"], "kept");
 }
 
+/// An index.json entry whose ref name the store does not take as a tag (outside the grammar) is
+/// kept as it is, and listed untagged.
+#[test]
+fn a_ref_name_outside_the_grammar_is_kept_and_listed_untagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let a = image(&store, "a", None);
+    store.tag(a.as_str(), "a").unwrap();
+    drop(store);
+    let mut ix = index_json(dir.path());
+    ix["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": MANIFEST, "digest": a.as_str(), "size": 1,
+        "annotations": {"org.opencontainers.image.ref.name": "gh(ost"}
+    }));
+    fs::write(
+        dir.path().join("index.json"),
+        serde_json::to_vec(&ix).unwrap(),
+    )
+    .unwrap();
+    let store = Store::open(dir.path(), &Options::default()).unwrap();
+    let listed: Vec<_> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.tag, e.digest))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(Some("a".to_owned()), a.clone()), (None, a.clone())]
+    );
+    assert!(store.resolve("gh(ost").is_err());
+    store.tag(a.as_str(), "b").unwrap();
+    let names: Vec<_> = index_json(dir.path())["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            e["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        names.contains(&"gh(ost".to_owned()),
+        "the entry is kept as it was: {names:?}"
+    );
+}
+
 #[test]
 fn index_json_edited_while_closed_is_reconciled_on_open() {
     let dir = tempfile::tempdir().unwrap();
