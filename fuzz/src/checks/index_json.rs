@@ -36,7 +36,10 @@ fn listing(store: &Store) -> Vec<(Option<String>, Digest)> {
     for e in &list {
         // An entry whose ref name is outside the tag grammar is kept, and listed, untagged.
         if let Some(tag) = &e.tag {
-            assert!(validate_tag(tag).is_ok(), "listed tag {tag:?} is outside the grammar");
+            assert!(
+                validate_tag(tag).is_ok(),
+                "listed tag {tag:?} is outside the grammar"
+            );
             assert_eq!(
                 store.resolve(tag).ok().as_ref(),
                 Some(&e.digest),
