@@ -651,9 +651,13 @@ impl Workload<'_> {
                 store.tag(d, t)?;
             }
         }
-        // Delete candidates: never an index's own images, which a dead index may still list.
+        // Delete candidates: the top manifest, and an index's own images (refused while a live
+        // index lists them; a dead index is garbage, left lacking its child until collected).
         if !b.top.is_empty() {
             self.written.push(b.top.clone());
+        }
+        for (_, children) in &b.manifests {
+            self.written.extend(children.iter().cloned());
         }
         Ok(Vec::new())
     }
