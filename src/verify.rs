@@ -403,12 +403,13 @@ impl Store {
         // collection between its commit and its unlinks) is not a problem: keep a file/index
         // disagreement only if it is still there.
         let reader = self.reader()?;
+        let pending_now: HashSet<String> = reader.pending()?.into_iter().collect();
         let mut kept = Vec::with_capacity(findings.len());
         for f in findings {
             let still = match f.problem.kind {
                 ProblemKind::MissingFile => {
                     reader.blob(&f.problem.subject)?.is_some()
-                        && !reader.pending()?.contains(&f.problem.subject)
+                        && !pending_now.contains(&f.problem.subject)
                         && fs::symlink_metadata(
                             layout.blob_path(&crate::catalog::stored_digest(&f.problem.subject)?),
                         )
