@@ -22,6 +22,10 @@
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
 //!   yet (the sweep's intent record). `CHANGED` records digests written while a collection runs.
 //! - `PINS` holds pinned digests.
+//! - `TAG_COUNTED` holds `subject -> referrer` for the cosign and fallback tag links that count
+//!   as support in `COUNTS`: only while both are present, and only when, at the moment the link
+//!   became active, the subject was a manifest linked to no subject of its own and the referrer a
+//!   manifest listing no manifest ([`Writer::count_tag_link`], where the reason is given).
 
 use std::cell::{OnceCell, RefCell, RefMut};
 use std::collections::BTreeMap;
@@ -41,7 +45,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
@@ -63,6 +67,8 @@ pub(crate) const CANDIDATES: TableDefinition<&str, ()> = TableDefinition::new("c
 pub(crate) const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending_unlinks");
 pub(crate) const CHANGED: TableDefinition<&str, ()> = TableDefinition::new("changed");
 pub(crate) const PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
+pub(crate) const TAG_COUNTED: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("tag_counted");
 
 /// Indexes into a `COUNTS` row.
 pub(crate) mod count {
@@ -221,6 +227,9 @@ pub struct ManifestRecord {
     /// field is set and it lists no manifest).
     #[serde(rename = "c", default)]
     pub counted_subject: bool,
+    /// Whether it lists no manifest (as a child, or with no media type to tell).
+    #[serde(rename = "l", default)]
+    pub lists_no_manifest: bool,
 }
 
 /// Whether a `subject` link supports its referrer in the reference counts: the subject is a
@@ -266,6 +275,7 @@ pub(crate) struct Reader {
     pending: OnceCell<redb::ReadOnlyTable<&'static str, u64>>,
     changed: OnceCell<redb::ReadOnlyTable<&'static str, ()>>,
     pins: OnceCell<redb::ReadOnlyTable<&'static str, u64>>,
+    tag_counted: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
 }
 
 /// The reads both [`Reader`] and [`Writer`] offer, written once over redb's readable tables.
@@ -394,6 +404,12 @@ macro_rules! reads {
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn parents(&self, digest: &str) -> Result<Vec<String>> {
             strings(&*self.t_parents()?, digest)
+        }
+
+        /// The referrers whose tag links from `subject` count as support (`TAG_COUNTED`).
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn counted_tag_referrers(&self, subject: &str) -> Result<Vec<String>> {
+            strings(&*self.t_tag_counted()?, subject)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
@@ -564,6 +580,17 @@ impl Reader {
             .get()
             .ok_or_else(|| Error::Index("table pins vanished".into()))
     }
+
+    fn t_tag_counted(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+        if self.tag_counted.get().is_none() {
+            let _ = self
+                .tag_counted
+                .set(self.txn.open_multimap_table(TAG_COUNTED)?);
+        }
+        self.tag_counted
+            .get()
+            .ok_or_else(|| Error::Index("table tag_counted vanished".into()))
+    }
 }
 
 impl Reader {
@@ -585,6 +612,7 @@ impl Reader {
             pending: OnceCell::new(),
             changed: OnceCell::new(),
             pins: OnceCell::new(),
+            tag_counted: OnceCell::new(),
         }
     }
 
@@ -690,6 +718,7 @@ pub(crate) struct Writer<'t> {
     pending: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
     changed: RefCell<Option<redb::Table<'t, &'static str, ()>>>,
     pins: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
+    tag_counted: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
 }
 
 #[allow(clippy::type_complexity)] // the table accessors name redb's table types in full
@@ -825,6 +854,16 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table pins vanished".into()))
     }
 
+    fn t_tag_counted(
+        &self,
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+        if self.tag_counted.try_borrow()?.is_none() {
+            *self.tag_counted.try_borrow_mut()? = Some(self.txn.open_multimap_table(TAG_COUNTED)?);
+        }
+        RefMut::filter_map(self.tag_counted.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table tag_counted vanished".into()))
+    }
+
     pub(crate) fn new(txn: &'t WriteTransaction) -> Writer<'t> {
         Writer::tracking(txn, false)
     }
@@ -852,6 +891,7 @@ impl<'t> Writer<'t> {
             pending: RefCell::new(None),
             changed: RefCell::new(None),
             pins: RefCell::new(None),
+            tag_counted: RefCell::new(None),
         }
     }
 
@@ -873,6 +913,7 @@ impl<'t> Writer<'t> {
         self.t_pending()?;
         self.t_changed()?;
         self.t_pins()?;
+        self.t_tag_counted()?;
         match self.meta(meta::SCHEMA)? {
             None => self.set_meta(meta::SCHEMA, &SCHEMA_VERSION.to_le_bytes()),
             Some(v) => {
@@ -976,18 +1017,19 @@ impl<'t> Writer<'t> {
             if manifests.get(digest)?.is_some() {
                 return Ok(());
             }
+            let lists_no_manifest = parsed.children.iter().all(|c| {
+                c.media_type
+                    .as_deref()
+                    .is_some_and(|mt| crate::manifest::classify(mt).is_none())
+            });
             let rec = ManifestRecord {
                 media_type: parsed.media_type.clone(),
                 artifact_type: parsed.artifact_type.clone(),
                 annotations: parsed.annotations.clone(),
                 subject: parsed.subject.as_ref().map(|s| s.to_string()),
                 size,
-                counted_subject: parsed.subject.is_some()
-                    && parsed.children.iter().all(|c| {
-                        c.media_type
-                            .as_deref()
-                            .is_some_and(|mt| crate::manifest::classify(mt).is_none())
-                    }),
+                counted_subject: parsed.subject.is_some() && lists_no_manifest,
+                lists_no_manifest,
             };
             let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;
             manifests.insert(digest, bytes.as_slice())?;
@@ -1009,7 +1051,67 @@ impl<'t> Writer<'t> {
                 self.bump(digest, count::SUBJECT_LINKS, 1)?;
             }
         }
+        // Tag links waiting for this manifest, as subject or as referrer, may count now.
+        for (r, src) in self.referrers(digest)? {
+            if matches!(src, Source::Tag(_)) {
+                self.count_tag_link(digest, &r)?;
+            }
+        }
+        for (s, src) in self.subjects(digest)? {
+            if matches!(src, Source::Tag(_)) {
+                self.count_tag_link(&s, digest)?;
+            }
+        }
         self.recount(digest)
+    }
+
+    /// Counts the tag link `subject -> referrer` as support, if it is not counted yet and, now,
+    /// the subject is a present manifest linked to no subject of its own and the referrer a
+    /// present manifest listing no manifest.
+    ///
+    /// Counted links never close a cycle of support, so counting alone never keeps garbage
+    /// alive. A cycle of counted edges through a manifest listing no manifest can only continue
+    /// through referrer links (its children are plain blobs, which support nothing), so it would
+    /// be made of referrer links alone. `subject` links alone cannot form one (a referrer's
+    /// digest covers its subject's). So it would hold tag links; take the one counted last,
+    /// `X -> Y`: the cycle's link into `X` already existed then (a `subject` link exists from
+    /// the moment `X` is present; a tag link was counted earlier and has stayed since, as
+    /// removing a link or either end uncounts it), so `X` had a subject, and `X -> Y` was not
+    /// counted. Links that are not counted are resolved by marking in the reference-count
+    /// strategy.
+    pub(crate) fn count_tag_link(&self, subject: &str, referrer: &str) -> Result<()> {
+        if self
+            .counted_tag_referrers(subject)?
+            .iter()
+            .any(|r| r == referrer)
+        {
+            return Ok(());
+        }
+        let linked = self
+            .referrers(subject)?
+            .into_iter()
+            .any(|(r, src)| r == referrer && matches!(src, Source::Tag(_)));
+        let subject_ok = self.blob(subject)?.is_some_and(|b| b.manifest)
+            && self.manifest(subject)?.is_some()
+            && self.subjects(subject)?.is_empty();
+        let referrer_ok = self.blob(referrer)?.is_some()
+            && self
+                .manifest(referrer)?
+                .is_some_and(|m| m.lists_no_manifest);
+        if linked && subject_ok && referrer_ok {
+            self.t_tag_counted()?.insert(subject, referrer)?;
+            self.bump(referrer, count::SUBJECT_LINKS, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Stops counting the tag link `subject -> referrer`, if it was counted; `bump` drops the
+    /// referrer's count (not when the referrer's own row is going).
+    fn uncount_tag_link(&self, subject: &str, referrer: &str, bump: bool) -> Result<()> {
+        if self.t_tag_counted()?.remove(subject, referrer)? && bump {
+            self.bump(referrer, count::SUBJECT_LINKS, -1)?;
+        }
+        Ok(())
     }
 
     /// Adds a referrer edge, in both directions.
@@ -1019,6 +1121,9 @@ impl<'t> Writer<'t> {
         self.t_referrers()?
             .insert(subject, (referrer, src.code()))?;
         self.t_subjects()?.insert(referrer, (subject, src.code()))?;
+        if matches!(src, Source::Tag(_)) {
+            self.count_tag_link(subject, referrer)?;
+        }
         self.recount(referrer)
     }
 
@@ -1028,6 +1133,14 @@ impl<'t> Writer<'t> {
         self.t_referrers()?
             .remove(subject, (referrer, src.code()))?;
         self.t_subjects()?.remove(referrer, (subject, src.code()))?;
+        if matches!(src, Source::Tag(_))
+            && !self
+                .referrers(subject)?
+                .into_iter()
+                .any(|(r, s)| r == referrer && matches!(s, Source::Tag(_)))
+        {
+            self.uncount_tag_link(subject, referrer, true)?;
+        }
         self.recount(referrer)
     }
 
@@ -1214,6 +1327,14 @@ impl<'t> Writer<'t> {
                 self.bump(&r, count::SUBJECT_LINKS, -1)?;
             }
         }
+        // Counted tag links end with either end's presence.
+        for r in self.counted_tag_referrers(digest)? {
+            let keep_row = !doomed(&r) && self.blob(&r)?.is_some();
+            self.uncount_tag_link(digest, &r, keep_row)?;
+        }
+        for (s, _) in self.subjects(digest)? {
+            self.uncount_tag_link(&s, digest, false)?;
+        }
         if doomed(digest) {
             // Every parent is gone: the inverse rows and the counts go with the digest.
             self.t_parents()?.remove_all(digest)?;
@@ -1249,6 +1370,7 @@ impl<'t> Writer<'t> {
         }
         let mut subject_links = 0;
         let me = self.manifest(digest)?;
+        let mut tag_subjects = std::collections::BTreeSet::new();
         for (s, src) in self.subjects(digest)? {
             if src == Source::Subject
                 && let (Some(sb), Some(me)) = (self.blob(&s)?, &me)
@@ -1256,7 +1378,13 @@ impl<'t> Writer<'t> {
             {
                 subject_links += 1;
             }
+            if matches!(src, Source::Tag(_))
+                && self.counted_tag_referrers(&s)?.iter().any(|r| r == digest)
+            {
+                tag_subjects.insert(s);
+            }
         }
+        subject_links += tag_subjects.len() as u32;
         {
             let mut t = self.t_counts()?;
             let mut row = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);

@@ -8,15 +8,17 @@
 //! 1. `T` starts as the candidates that no root anchors (the same root rule as [`super::graph`]).
 //! 2. Cascade: a digest joins `T` when every one of its supporters (strong parents and
 //!    `subject`-field subjects) is in `T` and no root anchors it.
-//! 3. Rescue: members of `T` linked to a present subject outside `T` (through a cosign or
-//!    fallback tag, the links that are not counted), and dangling referrers inside the grace,
-//!    are live, with everything they reach inside `T`.
+//! 3. Rescue: members of `T` linked to a present subject outside `T` (through a link that is not
+//!    counted), and dangling referrers inside the grace, are live, with everything they reach
+//!    inside `T`.
 //!
-//! What stays in `T` is garbage. Only links that cannot close a cycle of support are counted
-//! (strong edges, and the `subject` links [`crate::catalog::subject_link_counts`] admits), so
-//! counting alone never keeps a cycle alive; the other links (tag links, and `subject` links of
-//! referrers that list manifests) can form cycles, which is why they are resolved by marking in
-//! step 3 instead of counted.
+//! What stays in `T` is garbage. Only links that cannot close a cycle of support are counted:
+//! strong edges, the `subject` links [`crate::catalog::subject_link_counts`] admits, and the
+//! cosign and fallback tag links in `TAG_COUNTED` (see `Writer::count_tag_link`). So counting
+//! alone never keeps a cycle alive. The other links (`subject` links of referrers that list
+//! manifests, tag links whose subject is itself a referrer, a fallback index's own link) can form
+//! cycles, which is why they are resolved by marking in step 3 instead of counted; their
+//! referrers are examined at every collection.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -58,6 +60,7 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
                 dependents.push(d);
             }
         }
+        dependents.extend(r.counted_tag_referrers(&x)?);
         for y in dependents {
             if t.contains(&y) || r.blob(&y)?.is_none() {
                 continue;
