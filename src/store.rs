@@ -1348,7 +1348,7 @@ impl Batch<'_> {
     /// Publishes the staged files (fsynced in parallel, renamed, directories fsynced), rewrites
     /// index.json if an entry changed, and commits the index.
     pub fn commit(mut self) -> Result<()> {
-        if self.index_dirty && !self.staged.is_empty() {
+        if self.index_dirty {
             // Before any file is published: an index.json another tool left unreadable fails
             // the commit with nothing written.
             self.store.take_in_index_json(&self.writer())?;
@@ -1384,7 +1384,7 @@ impl Batch<'_> {
                 .set_meta(meta::BLOBS_STAMP, blobs_stamp(layout)?.as_bytes())?;
         }
         if self.index_dirty {
-            self.store.write_index_json(&self.writer())?;
+            self.store.render_index_json(&self.writer())?;
         }
         self.txn.commit()?;
         // Indexed again: an unlink still pending for any of these digests must not happen.
@@ -1417,6 +1417,12 @@ impl Store {
     /// tool made to the file since the store last wrote it.
     pub(crate) fn write_index_json(&self, w: &Writer<'_>) -> Result<()> {
         self.take_in_index_json(w)?;
+        self.render_index_json(w)
+    }
+
+    /// Rewrites index.json from the transaction's state, which has already taken in the file's
+    /// changes ([`Store::take_in_index_json`]).
+    fn render_index_json(&self, w: &Writer<'_>) -> Result<()> {
         let path = self.layout.index_json();
         let extra = match w.meta(meta::INDEX_EXTRA)? {
             Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Index(e.to_string()))?,

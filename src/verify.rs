@@ -38,7 +38,7 @@ use crate::gc::GcOptions;
 use crate::layout::index_json::IndexJson;
 use crate::layout::sync_dir;
 use crate::manifest;
-use crate::scan::{self, Skipped};
+use crate::scan;
 use crate::store::Store;
 
 /// What [`Store::verify`] does.
@@ -250,7 +250,7 @@ impl Store {
         };
         for s in &skipped {
             findings.push(Finding {
-                problem: problem(ProblemKind::NotABlob, &relative(layout.root(), s), {
+                problem: problem(ProblemKind::NotABlob, &relative(layout.root(), &s.path), {
                     s.reason.to_owned()
                 }),
                 fix: Fix::Quarantine(s.path.clone(), None),
@@ -612,14 +612,7 @@ fn move_aside(quarantine: &Path, path: &Path, root: &Path) -> Result<()> {
         _ => {}
     }
     crate::layout::real_dir(quarantine)?;
-    let base = relative(
-        root,
-        &Skipped {
-            path: path.to_owned(),
-            reason: "",
-        },
-    )
-    .replace('/', "_");
+    let base = relative(root, path).replace('/', "_");
     let mut target = quarantine.join(&base);
     let mut n = 1;
     while fs::symlink_metadata(&target).is_ok() {
@@ -637,10 +630,9 @@ fn move_aside(quarantine: &Path, path: &Path, root: &Path) -> Result<()> {
 }
 
 /// `path` relative to the layout's root, for reports.
-fn relative(root: &Path, s: &Skipped) -> String {
-    s.path
-        .strip_prefix(root)
-        .unwrap_or(&s.path)
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
         .to_string_lossy()
         .into_owned()
 }
