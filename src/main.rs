@@ -334,10 +334,13 @@ fn open_for_reading(cli: &Cli) -> ocistore::Result<Store> {
 }
 
 fn print_json(v: &impl Serialize) -> ocistore::Result<()> {
-    let mut out = io::stdout().lock();
+    // Buffered: stdout alone is line-buffered, a write per line of a report that may list
+    // tens of thousands of removals.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, v)
         .map_err(|e| Error::io("write", "stdout", e.into()))?;
-    writeln!(out).map_err(|e| Error::io("write", "stdout", e))
+    writeln!(out).map_err(|e| Error::io("write", "stdout", e))?;
+    out.flush().map_err(|e| Error::io("write", "stdout", e))
 }
 
 fn say(line: impl AsRef<str>) -> ocistore::Result<()> {

@@ -209,8 +209,10 @@ pub struct Store {
 pub type SweepHook = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 const STRIPES: usize = 1024;
-/// Threads for parallel fsyncs and unlinks: I/O waits, so more than the cores help.
-const IO_THREADS: usize = 8;
+/// Threads for parallel fsyncs and unlinks: I/O waits, so more than the cores help. On ext4
+/// mounted with `discard` each unlink waits for its discard, and 32 unlinks in flight remove a
+/// collection's garbage about 1.3x faster than 8 (`xargs -P 32` against `-P 8`).
+const IO_THREADS: usize = 32;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1428,14 +1430,10 @@ impl Store {
             Some(b) => serde_json::from_slice(&b).map_err(|e| Error::Index(e.to_string()))?,
             None => Default::default(),
         };
-        let mut entries = Vec::new();
-        for (_, e) in w.untagged()? {
-            entries.push(Entry::from_bytes(&e)?);
-        }
-        for row in w.tags()? {
-            entries.push(Entry::from_bytes(&row.entry)?);
-        }
-        let bytes = IndexJson { extra, entries }.to_bytes();
+        // Entries are kept as their JSON text, checked when they were stored.
+        let mut entries: Vec<Vec<u8>> = w.untagged()?.into_iter().map(|(_, e)| e).collect();
+        entries.extend(w.tags()?.into_iter().map(|row| row.entry));
+        let bytes = IndexJson::render(&extra, &entries);
         self.layout.replace_file(&path, &bytes)?;
         w.set_meta(meta::INDEX_JSON, &Fingerprint::of(&path, &bytes)?.encode())?;
         Ok(())

@@ -73,6 +73,19 @@ pub(crate) enum Via {
 }
 
 impl View {
+    /// An empty view with room for `n` digests.
+    pub fn with_capacity(n: usize) -> View {
+        View {
+            ids: FastMap::with_capacity_and_hasher(n, Default::default()),
+            names: Vec::with_capacity(n),
+            nodes: Vec::with_capacity(n),
+            children: Vec::with_capacity(n),
+            referrers: Vec::with_capacity(n),
+            subjects: Vec::with_capacity(n),
+            ..View::default()
+        }
+    }
+
     fn id(&mut self, d: &str) -> u32 {
         if let Some(&i) = self.ids.get(d) {
             return i;
@@ -126,6 +139,32 @@ impl View {
     pub fn add_pin(&mut self, d: &str) {
         let i = self.id(d);
         self.pins.push(i);
+    }
+
+    /// For each of `digests`, the positions in `digests` of those that list it as a child.
+    pub fn parents_within<'a>(
+        &self,
+        digests: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Vec<Vec<usize>> {
+        let mut pos: Vec<Option<usize>> = vec![None; self.names.len()];
+        let mut ids = Vec::with_capacity(digests.len());
+        for (i, d) in digests.enumerate() {
+            let id = self.lookup(d);
+            if let Some(id) = id {
+                pos[id as usize] = Some(i);
+            }
+            ids.push(id);
+        }
+        let mut parents = vec![Vec::new(); ids.len()];
+        for (pi, id) in ids.iter().enumerate() {
+            let Some(id) = id else { continue };
+            for &c in &self.children[*id as usize] {
+                if let Some(ci) = pos[c as usize] {
+                    parents[ci].push(pi);
+                }
+            }
+        }
+        parents
     }
 
     /// The children of a digest, by name.
@@ -252,7 +291,7 @@ impl View {
                 (self.names[i as usize].clone(), size, self.reason(i, p))
             })
             .collect();
-        out.sort();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
 

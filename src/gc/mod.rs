@@ -28,7 +28,7 @@ mod graph;
 pub mod policy;
 mod refcount;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
@@ -45,6 +45,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 use crate::scan;
 use crate::store::Store;
 
+use fasthash::{FastMap, FastSet};
 use graph::{Node, Params, Via, View};
 pub use policy::{Mode, Policy};
 
@@ -261,12 +262,16 @@ impl Store {
         let mark_start = Instant::now();
         let (garbage, next_expiry): (Vec<Removal>, u64) = match opts.strategy {
             Strategy::MarkSweep => {
-                let view = load_view(&reader)?;
-                view_garbage(&view, &params)
+                let view = load_view(&reader, &policy)?;
+                let (g, expiry) = view_garbage(&view, &params);
+                let parents = view.parents_within(g.iter().map(|r| r.digest.as_str()));
+                (parents_first(g, parents), expiry)
             }
             Strategy::Scan => {
                 let view = self.scan_view(&reader)?;
-                view_garbage(&view, &params)
+                let (g, expiry) = view_garbage(&view, &params);
+                let parents = view.parents_within(g.iter().map(|r| r.digest.as_str()));
+                (parents_first(g, parents), expiry)
             }
             Strategy::Refcount => {
                 let (found, expiry) = refcount::garbage(&reader, &params)?;
@@ -280,10 +285,10 @@ impl Store {
                     });
                 }
                 out.sort_by(|a, b| a.digest.cmp(&b.digest));
-                (out, expiry)
+                let parents = parents_within(&reader, &out)?;
+                (parents_first(out, parents), expiry)
             }
         };
-        let garbage = parents_first(&reader, garbage)?;
         report.mark_ms = ms(mark_start.elapsed());
         let sizes = reader.table_sizes()?;
         drop(reader);
@@ -312,8 +317,8 @@ impl Store {
     /// Removes `garbage` in chunks: recheck, remove rows, commit. The unlinks of each committed
     /// chunk run on the I/O threads while the next chunk is swept.
     fn sweep(&self, garbage: Vec<Removal>, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-        let doomed: HashSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
-        let mut kept: HashSet<String> = HashSet::new();
+        let doomed: FastSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
+        let mut kept: FastSet<String> = FastSet::default();
         let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
         std::thread::scope(|scope| -> Result<()> {
             let unlinker = scope.spawn(move || -> Result<(Vec<String>, Duration)> {
@@ -330,7 +335,7 @@ impl Store {
             let swept = (|| -> Result<()> {
                 // Tags and index.json entries of the garbage go first, in one transaction with
                 // one index.json rewrite, so that the blob chunks after it leave index.json alone.
-                report.index_json_rewritten |= self.sweep_entries(&garbage, &doomed, &mut kept)?;
+                report.index_json_rewritten |= self.sweep_entries(&doomed, &mut kept)?;
                 for chunk in garbage.chunks(opts.chunk.max(1)) {
                     let removed = self.sweep_chunk(chunk, &doomed, &mut kept, report)?;
                     self.run_sweep_hook(&removed);
@@ -364,8 +369,8 @@ impl Store {
     fn recheck(
         &self,
         w: &Writer<'_>,
-        doomed: &HashSet<String>,
-        kept: &mut HashSet<String>,
+        doomed: &FastSet<String>,
+        kept: &mut FastSet<String>,
     ) -> Result<()> {
         let mut queue: Vec<String> = w.take_changed()?;
         queue.extend(self.leased());
@@ -385,26 +390,27 @@ impl Store {
     }
 
     /// Removes the tags and index.json entries of the garbage, rewriting index.json once.
-    fn sweep_entries(
-        &self,
-        garbage: &[Removal],
-        doomed: &HashSet<String>,
-        kept: &mut HashSet<String>,
-    ) -> Result<bool> {
+    fn sweep_entries(&self, doomed: &FastSet<String>, kept: &mut FastSet<String>) -> Result<bool> {
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         self.recheck(&w, doomed, kept)?;
+        // Only digests a tag or an entry names have names to remove: one pass over both tables
+        // finds them, cheaper than two lookups per removal.
+        let mut named: Vec<String> = w.tags()?.into_iter().map(|t| t.digest).collect();
+        named.extend(w.untagged()?.into_iter().map(|(d, _)| d));
+        named.sort_unstable();
+        named.dedup();
         let mut changed = false;
-        for g in garbage {
-            if kept.contains(&g.digest) {
+        for d in named {
+            if !doomed.contains(&d) || kept.contains(&d) {
                 continue;
             }
-            for tag in w.tags_of(&g.digest)? {
+            for tag in w.tags_of(&d)? {
                 w.remove_tag(&tag)?;
                 changed = true;
             }
-            if has_entries(&w, &g.digest)? {
-                w.remove_entries(&g.digest)?;
+            if has_entries(&w, &d)? {
+                w.remove_entries(&d)?;
                 changed = true;
             }
         }
@@ -421,8 +427,8 @@ impl Store {
     fn sweep_chunk(
         &self,
         chunk: &[Removal],
-        doomed: &HashSet<String>,
-        kept: &mut HashSet<String>,
+        doomed: &FastSet<String>,
+        kept: &mut FastSet<String>,
         report: &mut GcReport,
     ) -> Result<Vec<String>> {
         let t0 = Instant::now();
@@ -654,7 +660,7 @@ impl Store {
         let mut doomed: BTreeMap<String, (u64, String)> = BTreeMap::new();
         if rec.manifest {
             if !opts.force {
-                let view = load_view(&reader)?;
+                let view = load_view(&reader, &policy)?;
                 let leased = self.leased();
                 let params = self.params(&GcOptions::default(), &policy, &leased);
                 let live = graph::mark(&view, &params);
@@ -746,7 +752,7 @@ impl Store {
     pub fn explain(&self, digest: &Digest, opts: &GcOptions) -> Result<Explanation> {
         let policy = self.policy_for(opts)?;
         let reader = self.reader()?;
-        let view = load_view(&reader)?;
+        let view = load_view(&reader, &policy)?;
         let leased = self.leased();
         let params = self.params(opts, &policy, &leased);
         let live = graph::mark(&view, &params);
@@ -902,24 +908,28 @@ impl Drop for CollectionGuard<'_> {
     }
 }
 
-/// Orders garbage so that every digest comes after its garbage parents (indexes before their
-/// manifests, manifests before their blobs), by digest within a level. Once a blob goes, nothing
-/// that could be tagged again still lists it.
-fn parents_first(r: &Reader, garbage: Vec<Removal>) -> Result<Vec<Removal>> {
-    let doomed: HashMap<String, usize> = garbage
+/// For each removal, the positions in `garbage` of those that list it as a child, from the index.
+fn parents_within(r: &Reader, garbage: &[Removal]) -> Result<Vec<Vec<usize>>> {
+    let doomed: FastMap<&str, usize> = garbage
         .iter()
         .enumerate()
-        .map(|(i, g)| (g.digest.clone(), i))
+        .map(|(i, g)| (g.digest.as_str(), i))
         .collect();
-    let mut parents: Vec<Vec<usize>> = Vec::with_capacity(garbage.len());
-    for g in &garbage {
-        parents.push(
-            r.parents(&g.digest)?
-                .iter()
-                .filter_map(|p| doomed.get(p).copied())
-                .collect(),
-        );
-    }
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); garbage.len()];
+    // One pass over the edges costs less than a lookup per removal once garbage is plentiful.
+    r.for_each_edge(|p, c| {
+        if let (Some(&pi), Some(&ci)) = (doomed.get(p), doomed.get(c)) {
+            parents[ci].push(pi);
+        }
+    })?;
+    Ok(parents)
+}
+
+/// Orders garbage so that every digest comes after its garbage parents (indexes before their
+/// manifests, manifests before their blobs), in the given order (by digest) within a level.
+/// Once a blob goes, nothing that could be tagged again still lists it. `parents` gives, for
+/// each removal, the positions of the removals that list it.
+fn parents_first(garbage: Vec<Removal>, parents: Vec<Vec<usize>>) -> Vec<Removal> {
     let mut level: Vec<Option<usize>> = vec![None; garbage.len()];
     for start in 0..garbage.len() {
         // Iterative depth-first: the level of a node is one more than its deepest garbage parent.
@@ -946,10 +956,16 @@ fn parents_first(r: &Reader, garbage: Vec<Removal>) -> Result<Vec<Removal>> {
             }
         }
     }
-    let mut order: Vec<usize> = (0..garbage.len()).collect();
-    order.sort_by(|&a, &b| (level[a], &garbage[a].digest).cmp(&(level[b], &garbage[b].digest)));
-    let mut slots: Vec<Option<Removal>> = garbage.into_iter().map(Some).collect();
-    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+    // Bucket by level, keeping the input's digest order within each.
+    let mut levels: Vec<Vec<Removal>> = Vec::new();
+    for (g, l) in garbage.into_iter().zip(level) {
+        let l = l.unwrap_or(0);
+        if levels.len() <= l {
+            levels.resize_with(l + 1, Vec::new);
+        }
+        levels[l].push(g);
+    }
+    levels.into_iter().flatten().collect()
 }
 
 fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
@@ -961,8 +977,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The graph as the index records it.
-fn load_view(r: &Reader) -> Result<View> {
-    let mut view = View::default();
+fn load_view(r: &Reader, policy: &Policy) -> Result<View> {
+    let blobs = r.table_sizes()?.blobs;
+    let mut view = View::with_capacity(usize::try_from(blobs).unwrap_or(0).saturating_add(1024));
     r.for_each_blob(|d, rec| {
         view.add_blob(
             d,
@@ -976,8 +993,14 @@ fn load_view(r: &Reader) -> Result<View> {
     })?;
     r.for_each_edge(|p, c| view.add_edge(p, c))?;
     r.for_each_referrer(|s, rf| view.add_link(s, rf))?;
-    // The artifact type decides the policy, which matters for referrers only.
-    for d in view.referrer_names() {
+    // The artifact type decides the policy, which matters for referrers only, and only when
+    // the policy tells types apart.
+    let names = if policy.is_uniform() {
+        Vec::new()
+    } else {
+        view.referrer_names()
+    };
+    for d in names {
         view.set_artifact_type(&d, r.manifest(&d)?.and_then(|m| m.artifact_type));
     }
     for row in r.tags()? {

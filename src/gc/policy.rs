@@ -47,6 +47,11 @@ impl Policy {
             .unwrap_or(self.default)
     }
 
+    /// Whether every artifact type gets the default mode, so that types need not be read.
+    pub fn is_uniform(&self) -> bool {
+        self.artifact_types.values().all(|m| *m == self.default)
+    }
+
     /// Reads the policy file of a store; a missing file is the default policy.
     pub fn load(private_dir: &Path) -> Result<Policy> {
         let path = private_dir.join(POLICY_FILE);

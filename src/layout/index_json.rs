@@ -171,23 +171,46 @@ impl IndexJson {
 
     /// The file's bytes: `schemaVersion` 2, `mediaType`, the entries, then the kept extra fields.
     pub fn to_bytes(&self) -> Vec<u8> {
+        IndexJson::render(&self.extra, self.entries.iter().map(Entry::to_bytes))
+    }
+
+    /// The bytes [`IndexJson::to_bytes`] gives for entries already in their JSON text
+    /// ([`Entry::to_bytes`]), spliced in without being parsed again.
+    pub(crate) fn render<E: AsRef<[u8]>>(
+        extra: &Map<String, Value>,
+        entries: impl IntoIterator<Item = E>,
+    ) -> Vec<u8> {
         let mut obj = Map::new();
         obj.insert("schemaVersion".into(), 2.into());
         obj.insert("mediaType".into(), OCI_INDEX.into());
-        for (k, v) in &self.extra {
+        for (k, v) in extra {
             obj.insert(k.clone(), v.clone());
         }
-        obj.insert(
-            "manifests".into(),
-            Value::Array(
-                self.entries
-                    .iter()
-                    .map(|e| Value::Object(e.object.clone()))
-                    .collect(),
-            ),
-        );
-        let mut out = serde_json::to_vec(&Value::Object(obj)).expect("JSON serializes");
-        out.push(b'\n');
+        obj.insert("manifests".into(), Value::Null);
+        let mut entries = entries.into_iter();
+        // serde_json's own layout of an object, with the entries' text as the array's items.
+        let mut out = Vec::new();
+        out.push(b'{');
+        for (i, (k, v)) in obj.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, k).expect("a string serializes");
+            out.push(b':');
+            if k == "manifests" {
+                out.push(b'[');
+                for (j, e) in entries.by_ref().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(e.as_ref());
+                }
+                out.push(b']');
+            } else {
+                serde_json::to_writer(&mut out, v).expect("JSON serializes");
+            }
+        }
+        out.extend_from_slice(b"}\n");
         out
     }
 
@@ -268,5 +291,50 @@ impl Fingerprint {
             mtime_ns: it.next()?.parse().ok()?,
             sha256: it.next()?.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole document as serde_json lays it out, for comparison.
+    fn by_serde(extra: &Map<String, Value>, entries: &[Value]) -> Vec<u8> {
+        let mut obj = Map::new();
+        obj.insert("schemaVersion".into(), 2.into());
+        obj.insert("mediaType".into(), OCI_INDEX.into());
+        obj.extend(extra.clone());
+        obj.insert("manifests".into(), Value::Array(entries.to_vec()));
+        let mut out = serde_json::to_vec(&Value::Object(obj)).unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn spliced_entries_give_serde_json_s_bytes() {
+        let extras = [
+            "{}",
+            r#"{"annotations":{"org.example":"x"},"a":1,"mediaTypf":[{"manifests":[]}],"zz":"\"manifests\":[]"}"#,
+            r#"{"schemaVersion":3,"mediaType":"other","manifests":"ignored"}"#,
+        ];
+        let entries: Vec<Value> = vec![
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{}", "a".repeat(64)), "size": 7,
+                "annotations": {REF_NAME: "v1"}, "platform": {"os": "linux"}}),
+            serde_json::json!({"digest": format!("sha256:{}", "b".repeat(64)), "size": 1, "x-é": "ü"}),
+        ];
+        for extra in extras {
+            let extra: Map<String, Value> = serde_json::from_str(extra).unwrap();
+            for n in 0..=entries.len() {
+                let texts: Vec<Vec<u8>> = entries[..n]
+                    .iter()
+                    .map(|e| serde_json::to_vec(e).unwrap())
+                    .collect();
+                assert_eq!(
+                    String::from_utf8(IndexJson::render(&extra, &texts)).unwrap(),
+                    String::from_utf8(by_serde(&extra, &entries[..n])).unwrap()
+                );
+            }
+        }
     }
 }
