@@ -11,7 +11,8 @@
 //!   with a pin and an unpin first (untimed), so the collection runs in full.
 //! * `refcount_vs_size`: each iteration puts 100 unreferenced blobs in one batch (untimed
 //!   setup), then times the collection that removes them, by refcount and by mark-sweep, on the
-//!   2k and 20k stores: does the cost follow the garbage or the store?
+//!   2k and 20k stores; then 1,000 blobs on the 20k store, by refcount (`20k-garbage-1000`):
+//!   does the cost follow the garbage or the store?
 //!
 //! After each benchmark, the phases of its last collection (`GcReport`'s own timings) are
 //! printed to stderr.
@@ -200,10 +201,10 @@ fn work(t: &Template) -> Work {
     Work { store, _dir: dir }
 }
 
-/// Puts [`GARBAGE`] new unreferenced blobs in one batch. `next` numbers them across calls.
-fn put_garbage(store: &Store, next: &Cell<u64>) {
+/// Puts `n` new unreferenced blobs in one batch. `next` numbers them across calls.
+fn put_garbage(store: &Store, next: &Cell<u64>, n: usize) {
     let mut b = store.batch().expect("batch");
-    for _ in 0..GARBAGE {
+    for _ in 0..n {
         let n = next.get();
         next.set(n + 1);
         let bytes = format!("gc bench garbage {n} {}", std::process::id()).into_bytes();
@@ -318,26 +319,35 @@ fn gc_benches(c: &mut Criterion) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
-    for size in ["2k", "20k"] {
-        for (name, strategy) in &STRATEGIES[..2] {
-            let opts = GcOptions {
-                strategy: *strategy,
-                ..GcOptions::default()
-            };
-            g.bench_function(BenchmarkId::new(size, name), |b| {
-                let store = if size == "2k" { w2k() } else { w20k() };
-                b.iter_batched(
-                    || put_garbage(store, &next),
-                    |()| {
-                        let r = store.gc(&opts).expect("gc");
-                        assert_eq!(r.removed_blobs, GARBAGE as u64);
-                        last.replace(Some(r));
-                    },
-                    BatchSize::PerIteration,
-                )
-            });
-            show(&last);
-        }
+    // Each store with GARBAGE blobs of garbage, by both strategies; then the large store with
+    // ten times the garbage, by refcount: its cost should follow the garbage.
+    let cases = STRATEGIES[..2]
+        .iter()
+        .flat_map(|s| [("2k", GARBAGE, s), ("20k", GARBAGE, s)])
+        .chain([("20k", 10 * GARBAGE, &STRATEGIES[1])]);
+    for (size, garbage, (name, strategy)) in cases {
+        let opts = GcOptions {
+            strategy: *strategy,
+            ..GcOptions::default()
+        };
+        let group = if garbage == GARBAGE {
+            size.to_string()
+        } else {
+            format!("{size}-garbage-{garbage}")
+        };
+        g.bench_function(BenchmarkId::new(group, name), |b| {
+            let store = if size == "2k" { w2k() } else { w20k() };
+            b.iter_batched(
+                || put_garbage(store, &next, garbage),
+                |()| {
+                    let r = store.gc(&opts).expect("gc");
+                    assert_eq!(r.removed_blobs, garbage as u64);
+                    last.replace(Some(r));
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        show(&last);
     }
     g.finish();
 }

@@ -16,9 +16,10 @@
 //!   removed with it ([`Writer::add_link`], [`Writer::remove_link`]).
 //! - `COUNTS` holds, for every digest something points at, the number of present strong parents,
 //!   present `subject`-field subjects, tags that are roots, and untagged entries; `CANDIDATES`
-//!   holds exactly the present digests that [`Writer::recount`] finds unsupported (see
-//!   [`crate::gc`]). Every function that changes presence, edges, tags or entries calls
-//!   `recount` on each digest it touched.
+//!   holds exactly the present digests that [`Writer::recount`] finds unsupported and not
+//!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]). Every function that changes
+//!   presence, edges, tags or entries calls `recount` on each digest it touched, and a change of
+//!   presence or of a digest's own links also on that digest's referrers.
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
 //!   yet (the sweep's intent record). `CHANGED` records digests written while a collection runs.
 //! - `PINS` holds pinned digests.
@@ -45,7 +46,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
@@ -951,6 +952,13 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
+    /// The number of tags plus untagged index.json entries.
+    pub(crate) fn name_counts(&self) -> Result<usize> {
+        let tags = self.t_tags()?.len()?;
+        let untagged = self.t_untagged()?.len()?;
+        Ok(usize::try_from(tags + untagged).unwrap_or(usize::MAX))
+    }
+
     /// A writer for the collector itself: its writes leave `meta::GC_CLEAN` alone.
     pub(crate) fn collector(txn: &'t WriteTransaction) -> Writer<'t> {
         Writer {
@@ -1003,6 +1011,8 @@ impl<'t> Writer<'t> {
                     .is_some_and(|m| subject_link_counts(rec.manifest, &m))
             {
                 self.bump(&r, count::SUBJECT_LINKS, 1)?;
+            } else {
+                self.recount(&r)?;
             }
         }
         self.recount(digest)?;
@@ -1124,7 +1134,17 @@ impl<'t> Writer<'t> {
         if matches!(src, Source::Tag(_)) {
             self.count_tag_link(subject, referrer)?;
         }
-        self.recount(referrer)
+        self.recount(referrer)?;
+        self.recount_referrers(referrer)
+    }
+
+    /// Recounts the referrers of a digest whose presence or own links changed
+    /// ([`Writer::waits_on`] reads both).
+    fn recount_referrers(&self, digest: &str) -> Result<()> {
+        for (r, _) in self.referrers(digest)? {
+            self.recount(&r)?;
+        }
+        Ok(())
     }
 
     /// Removes a referrer edge, in both directions.
@@ -1141,7 +1161,8 @@ impl<'t> Writer<'t> {
         {
             self.uncount_tag_link(subject, referrer, true)?;
         }
-        self.recount(referrer)
+        self.recount(referrer)?;
+        self.recount_referrers(referrer)
     }
 
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
@@ -1157,17 +1178,66 @@ impl<'t> Writer<'t> {
         self.recount(digest)
     }
 
+    /// Whether `digest`, a referrer with these subject links, waits on its subject: it is a
+    /// fallback index whose subject is a present manifest that is not a referrer itself, and
+    /// every child it lists is present and lists no manifest. An unsupported referrer that
+    /// waits is not a candidate: it can only become garbage once that subject does, and the
+    /// collector examines it then (see `gc::refcount`) instead of at every collection.
+    ///
+    /// Why waiting never hides garbage. Waiting on `s` makes `digest` join the collector's set
+    /// only after `s`; that set is complete unless `s` can itself only join after `digest`,
+    /// that is, unless `s` depends on `digest` through support (counted links) and waits.
+    /// What depends on `digest` is: its children, which are referrers of `s` (the fallback
+    /// tag links them) listing no manifest; blobs below them; counted referrers of those, which
+    /// list no manifest; and other waiting fallback indexes, which wait on manifests that are
+    /// not referrers, so on none of these. Every manifest among them is a referrer, and `s` is
+    /// a manifest that is not. So `s` never depends on `digest`.
+    ///
+    /// What the rule reads is kept current: a change of `s`'s presence or links recounts its
+    /// referrers ([`Writer::insert_blob`], [`Writer::remove_blob`], [`Writer::add_link`],
+    /// [`Writer::remove_link`]), and the removal of a manifest recounts its parents. A child
+    /// that arrives late leaves `digest` a candidate until its next recount, which is safe.
+    fn waits_on(&self, digest: &str, subjects: &[(String, Source)]) -> Result<bool> {
+        let mut waits = false;
+        for (s, src) in subjects {
+            if *src == Source::FallbackIndex
+                && self.blob(s)?.is_some_and(|b| b.manifest)
+                && self.subjects(s)?.is_empty()
+            {
+                waits = true;
+            }
+        }
+        if !waits {
+            return Ok(false);
+        }
+        for c in self.children(digest)? {
+            let leaf = match self.blob(&c)? {
+                None => false,
+                Some(b) if b.manifest => self.manifest(&c)?.is_some_and(|m| m.lists_no_manifest),
+                Some(_) => true,
+            };
+            if !leaf {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Keeps `digest`'s `CANDIDATES` membership in step with its counts: a present digest with
     /// no present strong parent and no present `subject`-field subject is a candidate unless a
     /// root tag anchors it and it is not a referrer (a referrer's tags anchor it only under the
-    /// soft policy, which the collector decides).
+    /// soft policy, which the collector decides), or it waits on a subject
+    /// ([`Writer::waits_on`]).
     pub(crate) fn recount(&self, digest: &str) -> Result<()> {
         let row = self.counts(digest)?;
-        let present = self.blob(digest)?.is_some();
-        let candidate = present
-            && row[count::PARENTS] == 0
+        let unsupported = row[count::PARENTS] == 0
             && row[count::SUBJECT_LINKS] == 0
-            && (row[count::TAG_ROOTS] == 0 || !self.subjects(digest)?.is_empty());
+            && self.blob(digest)?.is_some();
+        let candidate = unsupported && {
+            let subjects = self.subjects(digest)?;
+            (row[count::TAG_ROOTS] == 0 || !subjects.is_empty())
+                && !self.waits_on(digest, &subjects)?
+        };
         let mut t = self.t_candidates()?;
         if candidate {
             t.insert(digest, ())?;
@@ -1315,16 +1385,29 @@ impl<'t> Writer<'t> {
         }
         self.t_blobs()?.remove(digest)?;
         self.add_totals(-1, -(rec.size as i64), -i64::from(rec.manifest))?;
+        if rec.manifest {
+            // A fallback index listing it no longer waits on its subject (`waits_on`).
+            for p in self.parents(digest)? {
+                if !doomed(&p) {
+                    self.recount(&p)?;
+                }
+            }
+        }
         self.t_pins()?.remove(digest)?;
         for (r, src) in self.referrers(digest)? {
+            if doomed(&r) {
+                continue;
+            }
             if src == Source::Subject
-                && !doomed(&r)
                 && self.blob(&r)?.is_some()
                 && self
                     .manifest(&r)?
                     .is_some_and(|m| subject_link_counts(rec.manifest, &m))
             {
                 self.bump(&r, count::SUBJECT_LINKS, -1)?;
+            } else {
+                // Its subject is gone: it may be left unsupported and linked to none present.
+                self.recount(&r)?;
             }
         }
         // Counted tag links end with either end's presence.

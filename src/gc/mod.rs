@@ -394,12 +394,20 @@ impl Store {
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         self.recheck(&w, doomed, kept)?;
-        // Only digests a tag or an entry names have names to remove: one pass over both tables
-        // finds them, cheaper than two lookups per removal.
-        let mut named: Vec<String> = w.tags()?.into_iter().map(|t| t.digest).collect();
-        named.extend(w.untagged()?.into_iter().map(|(d, _)| d));
-        named.sort_unstable();
-        named.dedup();
+        // Only digests a tag or an entry names have names to remove. With more garbage than
+        // names, one pass over both tables finds them for less than two lookups per removal.
+        let sizes = w.name_counts()?;
+        let named: Vec<String> = if doomed.len() > sizes {
+            let mut named: Vec<String> = w.tags()?.into_iter().map(|t| t.digest).collect();
+            named.extend(w.untagged()?.into_iter().map(|(d, _)| d));
+            named.sort_unstable();
+            named.dedup();
+            named
+        } else {
+            let mut named: Vec<String> = doomed.iter().cloned().collect();
+            named.sort_unstable();
+            named
+        };
         let mut changed = false;
         for d in named {
             if !doomed.contains(&d) || kept.contains(&d) {
@@ -916,12 +924,23 @@ fn parents_within(r: &Reader, garbage: &[Removal]) -> Result<Vec<Vec<usize>>> {
         .map(|(i, g)| (g.digest.as_str(), i))
         .collect();
     let mut parents: Vec<Vec<usize>> = vec![Vec::new(); garbage.len()];
-    // One pass over the edges costs less than a lookup per removal once garbage is plentiful.
-    r.for_each_edge(|p, c| {
-        if let (Some(&pi), Some(&ci)) = (doomed.get(p), doomed.get(c)) {
-            parents[ci].push(pi);
+    // One pass over the edges costs less than a lookup per removal once garbage is plentiful;
+    // with little garbage, the lookups keep the cost in step with it.
+    if garbage.len().saturating_mul(4) < usize::try_from(r.table_sizes()?.edges).unwrap_or(0) {
+        for (ci, g) in garbage.iter().enumerate() {
+            for p in r.parents(&g.digest)? {
+                if let Some(&pi) = doomed.get(p.as_str()) {
+                    parents[ci].push(pi);
+                }
+            }
         }
-    })?;
+    } else {
+        r.for_each_edge(|p, c| {
+            if let (Some(&pi), Some(&ci)) = (doomed.get(p), doomed.get(c)) {
+                parents[ci].push(pi);
+            }
+        })?;
+    }
     Ok(parents)
 }
 

@@ -7,7 +7,10 @@
 //!
 //! 1. `T` starts as the candidates that no root anchors (the same root rule as [`super::graph`]).
 //! 2. Cascade: a digest joins `T` when every one of its supporters (strong parents and
-//!    `subject`-field subjects) is in `T` and no root anchors it.
+//!    `subject`-field subjects) is in `T` and no root anchors it. A fallback index with no
+//!    supporter that waits on its subject (`Writer::waits_on`) is not a candidate: it joins `T`
+//!    once every subject it waits on has, unless a root anchors it. So fallback indexes of live
+//!    images cost nothing until their images become garbage.
 //! 3. Rescue: members of `T` linked to a present subject outside `T` (through a link that is not
 //!    counted), and dangling referrers inside the grace, are live, with everything they reach
 //!    inside `T`.
@@ -61,6 +64,33 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
             }
         }
         dependents.extend(r.counted_tag_referrers(&x)?);
+        // Unsupported fallback indexes that waited on `x` (not candidates) join once every
+        // subject they wait on has: as candidates they would have been in `T` from the start,
+        // and live only through a subject outside it.
+        for (y, src) in r.referrers(&x)? {
+            if src != Source::FallbackIndex || t.contains(&y) || r.blob(&y)?.is_none() {
+                continue;
+            }
+            let c = r.counts(&y)?;
+            if c[count::PARENTS] + c[count::SUBJECT_LINKS] > 0 {
+                continue; // supported: the counted cascade below decides
+            }
+            let mut all_in_t = true;
+            for (s, src) in r.subjects(&y)? {
+                if src == Source::FallbackIndex
+                    && !t.contains(&s)
+                    && r.blob(&s)?.is_some_and(|b| b.manifest)
+                    && r.subjects(&s)?.is_empty()
+                {
+                    all_in_t = false;
+                    break;
+                }
+            }
+            if all_in_t && !anchored(&y)? {
+                t.insert(y.clone());
+                queue.push_back(y);
+            }
+        }
         for y in dependents {
             if t.contains(&y) || r.blob(&y)?.is_none() {
                 continue;
