@@ -272,6 +272,83 @@ fn untagging_then_collecting_takes_referrers_too() {
     }
 }
 
+/// A fallback index lives and dies with its image under every strategy, also after its image
+/// became a referrer itself (refcount stops letting the index wait on it then: see
+/// `Writer::waits_on`), and with collections after unrelated writes in between.
+#[test]
+fn a_fallback_index_goes_with_its_image_even_after_the_image_becomes_a_referrer() {
+    for strategy in [Strategy::MarkSweep, Strategy::Refcount, Strategy::Scan] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(dir.path(), &Options::default()).unwrap();
+        let opts = GcOptions {
+            strategy,
+            grace: Duration::ZERO,
+            ..Default::default()
+        };
+        let img = image(&store, "img", &["a"]);
+        store.tag(img.as_str(), "img").unwrap();
+        let sig = artifact(&store, SIG, "sig", None);
+        let fallback = index_of(&store, &[&sig]);
+        let fallback_tag = ReferrerTag::name(&img, LinkKind::Fallback);
+        store.tag(fallback.as_str(), &fallback_tag).unwrap();
+        let everything = all_blobs(&store, &[&img, &fallback]);
+        // A second image with its fallback index and signature, which goes first.
+        let img2 = image(&store, "img2", &["c"]);
+        store.tag(img2.as_str(), "img2").unwrap();
+        let sig2 = artifact(&store, SIG, "sig2", None);
+        let fallback2 = index_of(&store, &[&sig2]);
+        store
+            .tag(
+                fallback2.as_str(),
+                &ReferrerTag::name(&img2, LinkKind::Fallback),
+            )
+            .unwrap();
+        let r = store.gc(&opts).unwrap();
+        assert_eq!(r.removed_blobs, 0, "{strategy:?}: {:?}", r.removed);
+        store.untag("img2").unwrap();
+        let r = store.gc(&opts).unwrap();
+        for d in [&img2, &fallback2, &sig2] {
+            assert!(
+                !present(&store, dir.path(), d),
+                "{strategy:?} kept {d}: removed {:?}",
+                r.removed
+            );
+        }
+        for d in &everything {
+            assert!(present(&store, dir.path(), d), "{strategy:?} lost {d}");
+        }
+        assert_eq!(store.list().unwrap().len(), 2, "{strategy:?}");
+
+        // The image becomes the signature of another image: still live, through that one.
+        let other = image(&store, "other", &["b"]);
+        store.tag(other.as_str(), "other").unwrap();
+        store
+            .tag(
+                img.as_str(),
+                &ReferrerTag::name(&other, LinkKind::CosignSig),
+            )
+            .unwrap();
+        store.untag("img").unwrap();
+        let r = store.gc(&opts).unwrap();
+        assert_eq!(r.removed_blobs, 0, "{strategy:?}: {:?}", r.removed);
+        for d in &everything {
+            assert!(present(&store, dir.path(), d), "{strategy:?} lost {d}");
+        }
+
+        // Without `other`, everything goes: the image as its referrer, the fallback index and
+        // the signature it lists with the image.
+        store.untag("other").unwrap();
+        let r = store.gc(&opts).unwrap();
+        assert_eq!(
+            store.stats().unwrap().blobs,
+            0,
+            "{strategy:?} kept some of it: removed {:?}",
+            r.removed
+        );
+        assert!(store.list().unwrap().is_empty(), "{strategy:?}");
+    }
+}
+
 /// README: a tag on a hard referrer does not keep it (or its subject); under the soft policy
 /// it keeps the referrer, never the subject.
 #[test]
