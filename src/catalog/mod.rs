@@ -703,6 +703,8 @@ pub(crate) struct Writer<'t> {
     dirtied: std::cell::Cell<bool>,
     /// Whether this writer has removed a tag or an untagged entry (index.json must follow).
     names_removed: std::cell::Cell<bool>,
+    /// Changes to `meta::TOTALS` held back until [`Writer::flush_totals`], when deferred.
+    deferred_totals: std::cell::Cell<Option<[i64; 3]>>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
@@ -877,6 +879,7 @@ impl<'t> Writer<'t> {
             collector: false,
             dirtied: std::cell::Cell::new(false),
             names_removed: std::cell::Cell::new(false),
+            deferred_totals: std::cell::Cell::new(None),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -932,7 +935,31 @@ impl<'t> Writer<'t> {
     }
 
     /// Records a published blob. Keeps the first record if there is one.
+    /// Holds changes to the totals in memory until [`Writer::flush_totals`], which the caller
+    /// must call before committing: one write of `meta::TOTALS` for many removals.
+    pub(crate) fn defer_totals(&self) {
+        if self.deferred_totals.get().is_none() {
+            self.deferred_totals.set(Some([0; 3]));
+        }
+    }
+
+    /// Writes the totals held back since [`Writer::defer_totals`].
+    pub(crate) fn flush_totals(&self) -> Result<()> {
+        match self.deferred_totals.take() {
+            Some([0, 0, 0]) | None => Ok(()),
+            Some([blobs, bytes, manifests]) => self.add_totals(blobs, bytes, manifests),
+        }
+    }
+
     fn add_totals(&self, blobs: i64, bytes: i64, manifests: i64) -> Result<()> {
+        if let Some(held) = self.deferred_totals.get() {
+            let mut held = held;
+            for (v, d) in held.iter_mut().zip([blobs, bytes, manifests]) {
+                *v += d;
+            }
+            self.deferred_totals.set(Some(held));
+            return Ok(());
+        }
         let mut t = decode_totals(self.meta(meta::TOTALS)?.as_deref());
         for (v, d) in t.iter_mut().zip([blobs, bytes, manifests]) {
             *v = (*v as i64 + d).max(0) as u64;
@@ -1368,9 +1395,10 @@ impl<'t> Writer<'t> {
         }
         // Its own `subject` field goes with it (and comes back with it if it is pushed again);
         // links from a fallback index's tag stay while that tag does, as the tag still lists it.
-        for (s, src) in self.subjects(digest)? {
-            if src != Source::Tag(LinkKind::Fallback) {
-                self.remove_link(&s, digest, src)?;
+        let subjects = self.subjects(digest)?;
+        for (s, src) in &subjects {
+            if *src != Source::Tag(LinkKind::Fallback) {
+                self.remove_link(s, digest, *src)?;
             }
         }
         if rec.manifest {
@@ -1415,8 +1443,12 @@ impl<'t> Writer<'t> {
             let keep_row = !doomed(&r) && self.blob(&r)?.is_some();
             self.uncount_tag_link(digest, &r, keep_row)?;
         }
-        for (s, _) in self.subjects(digest)? {
-            self.uncount_tag_link(&s, digest, false)?;
+        // The links left: those of fallback tags (nothing since has changed its subject links).
+        for (s, _) in subjects
+            .iter()
+            .filter(|(_, src)| *src == Source::Tag(LinkKind::Fallback))
+        {
+            self.uncount_tag_link(s, digest, false)?;
         }
         if doomed(digest) {
             // Every parent is gone: the inverse rows and the counts go with the digest.

@@ -442,6 +442,7 @@ impl Store {
         let t0 = Instant::now();
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
+        w.defer_totals();
         self.recheck(&w, doomed, kept)?;
         let mut removed = Vec::new();
         let mut removals = Vec::new();
@@ -463,6 +464,7 @@ impl Store {
             self.write_index_json(&w)?;
             report.index_json_rewritten = true;
         }
+        w.flush_totals()?;
         drop(w);
         self.mark_pending(&removed)?;
         if let Err(e) = txn.commit() {
