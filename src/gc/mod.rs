@@ -335,7 +335,9 @@ impl Store {
             let swept = (|| -> Result<()> {
                 // Tags and index.json entries of the garbage go first, in one transaction with
                 // one index.json rewrite, so that the blob chunks after it leave index.json alone.
+                let t = Instant::now();
                 report.index_json_rewritten |= self.sweep_entries(&doomed, &mut kept)?;
+                report.max_pause_ms = report.max_pause_ms.max(ms(t.elapsed()));
                 for chunk in garbage.chunks(opts.chunk.max(1)) {
                     let removed = self.sweep_chunk(chunk, &doomed, &mut kept, report)?;
                     self.run_sweep_hook(&removed);
