@@ -934,7 +934,6 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// Records a published blob. Keeps the first record if there is one.
     /// Holds changes to the totals in memory until [`Writer::flush_totals`], which the caller
     /// must call before committing: one write of `meta::TOTALS` for many removals.
     pub(crate) fn defer_totals(&self) {
@@ -951,6 +950,8 @@ impl<'t> Writer<'t> {
         }
     }
 
+    /// Adds to the numbers of blobs, bytes and manifests in `meta::TOTALS` (in memory while
+    /// deferred).
     fn add_totals(&self, blobs: i64, bytes: i64, manifests: i64) -> Result<()> {
         if let Some(held) = self.deferred_totals.get() {
             let mut held = held;
