@@ -884,3 +884,39 @@ fn a_collection_right_after_a_complete_one_returns_at_once() {
     assert!(!r.unchanged);
     assert_eq!(r.removed_blobs, 2);
 }
+
+/// Deleting an image takes its hard referrers, but not one that a live index lists: that
+/// would leave the index lacking a child. The delete is refused, as for the image itself.
+#[test]
+fn a_delete_does_not_take_a_referrer_that_a_live_index_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let img = image(&store, "img", &["a"]);
+    store.tag(img.as_str(), "img").unwrap();
+    let sig = artifact(&store, SIG, "sig", Some(&img));
+    let other = image(&store, "other", &["b"]);
+    let index = index_of(&store, &[&other, &sig]);
+    store.tag(index.as_str(), "bundle").unwrap();
+    let err = store
+        .delete(img.as_str(), &DeleteOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Refused { .. }),
+        "expected a refusal, got {err}"
+    );
+    assert!(err.to_string().contains(index.as_str()), "{err}");
+    for d in [&img, &sig, &index, &other] {
+        assert!(
+            present(&store, dir.path(), d),
+            "the refused delete removed {d}"
+        );
+    }
+    assert!(store.verify(&Default::default()).unwrap().ok);
+    // --force takes the referrer anyway, as it would the image.
+    let forced = DeleteOptions {
+        force: true,
+        ..Default::default()
+    };
+    store.delete(img.as_str(), &forced).unwrap();
+    assert!(!present(&store, dir.path(), &sig));
+}

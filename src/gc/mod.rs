@@ -671,22 +671,36 @@ impl Store {
         let policy = Policy::load(&self.layout_ref().private_dir())?;
         let mut doomed: BTreeMap<String, (u64, String)> = BTreeMap::new();
         if rec.manifest {
-            if !opts.force {
+            // Without --force, nothing a live index lists goes: neither the manifest nor one of
+            // the hard referrers that would go with it (the index would lack a child).
+            let live_index_listing = if opts.force {
+                None
+            } else {
                 let view = load_view(&reader, &policy)?;
                 let leased = self.leased();
                 let params = self.params(&GcOptions::default(), &policy, &leased);
-                let live = graph::mark(&view, &params);
-                for p in reader.parents(&d)? {
-                    let is_live = view.lookup(&p).is_some_and(|i| live.via(i).is_some());
-                    if is_live && reader.manifest(&p)?.is_some() {
-                        return Err(Error::Refused {
-                            digest: d,
-                            reason: format!(
-                                "the live index {p} lists it (use --force to delete it anyway)"
-                            ),
-                        });
+                Some((graph::mark(&view, &params), view))
+            };
+            let live_index_listing =
+                |x: &str, doomed: &BTreeMap<String, (u64, String)>| -> Result<Option<String>> {
+                    let Some((live, view)) = &live_index_listing else {
+                        return Ok(None);
+                    };
+                    for p in reader.parents(x)? {
+                        let is_live = view.lookup(&p).is_some_and(|i| live.via(i).is_some());
+                        if is_live && !doomed.contains_key(&p) && reader.manifest(&p)?.is_some() {
+                            return Ok(Some(p));
+                        }
                     }
-                }
+                    Ok(None)
+                };
+            if let Some(p) = live_index_listing(&d, &doomed)? {
+                return Err(Error::Refused {
+                    digest: d,
+                    reason: format!(
+                        "the live index {p} lists it (use --force to delete it anyway)"
+                    ),
+                });
             }
             doomed.insert(d.clone(), (rec.size, "deleted".into()));
             let mut queue = vec![d.clone()];
@@ -704,6 +718,17 @@ impl Store {
                         );
                         queue.push(r);
                     }
+                }
+            }
+            for r in doomed.keys().filter(|r| **r != d) {
+                if let Some(p) = live_index_listing(r, &doomed)? {
+                    return Err(Error::Refused {
+                        digest: d,
+                        reason: format!(
+                            "its hard referrer {r} is listed by the live index {p} (use --force \
+                             to delete it anyway)"
+                        ),
+                    });
                 }
             }
         } else {
