@@ -971,6 +971,28 @@ impl Model {
     /// What the store must keep: everything reachable from the plain tags through strong edges,
     /// known referrers and cosign links, transitively.
     fn live(&self) -> BTreeSet<String> {
+        self.live_paths().into_keys().collect()
+    }
+
+    /// Why the model holds `d` live: the path from its root, for a failure's message.
+    fn why_live(&self, d: &str) -> String {
+        let paths = self.live_paths();
+        let mut path = vec![d.to_owned()];
+        let mut x = d;
+        while let Some(Some((p, how))) = paths.get(x) {
+            path.push(format!("{p} ({how})"));
+            x = p;
+        }
+        let root = self
+            .tags
+            .iter()
+            .find(|(_, v)| v.as_str() == x)
+            .map(|(t, _)| t);
+        format!("{} <- tag {root:?}", path.join(" <- "))
+    }
+
+    /// Every live digest, with the digest it was reached from and how (none for a root).
+    fn live_paths(&self) -> BTreeMap<String, Option<(String, &'static str)>> {
         let mut referrers: HashMap<&str, Vec<&str>> = HashMap::new();
         for (r, s) in &self.subject_of {
             if self.known.contains(r) {
@@ -980,20 +1002,28 @@ impl Model {
         for (s, t) in self.links.values() {
             referrers.entry(s).or_default().push(t);
         }
-        let mut live = BTreeSet::new();
-        let mut stack: Vec<&str> = self.tags.values().map(String::as_str).collect();
-        while let Some(x) = stack.pop() {
-            if !live.insert(x.to_owned()) {
+        let mut live = BTreeMap::new();
+        let mut stack: Vec<(&str, Option<(&str, &'static str)>)> =
+            self.tags.values().map(|t| (t.as_str(), None)).collect();
+        while let Some((x, from)) = stack.pop() {
+            if live.contains_key(x) {
                 continue;
             }
+            live.insert(x.to_owned(), from.map(|(p, how)| (p.to_owned(), how)));
             stack.extend(
                 self.children
                     .get(x)
                     .into_iter()
                     .flatten()
-                    .map(String::as_str),
+                    .map(|c| (c.as_str(), Some((x, "lists")))),
             );
-            stack.extend(referrers.get(x).into_iter().flatten().copied());
+            stack.extend(
+                referrers
+                    .get(x)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| (*r, Some((x, "refers to")))),
+            );
         }
         live
     }
@@ -1043,8 +1073,9 @@ impl Model {
             let live = self.live();
             let lost: Vec<&String> = rec.removed.iter().filter(|d| live.contains(*d)).collect();
             if !lost.is_empty() {
+                let why: Vec<String> = lost.iter().map(|d| self.why_live(d)).collect();
                 return Err(format!(
-                    "collection (journal seq {}) removed live content: {lost:?}",
+                    "collection (journal seq {}) removed live content: {why:#?}",
                     rec.seq
                 ));
             }
@@ -1207,7 +1238,14 @@ fn check_no_temp_files(root: &Path) -> Result<(), String> {
             stray.push(format!("blobs/{}", name.to_string_lossy()));
         }
     }
-    for e in fs::read_dir(root.join("blobs/sha256")).ctx("read blobs/sha256")? {
+    // `blobs/sha256` appears with the first blob: a child killed before it wrote one leaves none.
+    let sha256 = root.join("blobs/sha256");
+    let entries = if sha256.exists() {
+        fs::read_dir(&sha256).ctx("read blobs/sha256")?.collect()
+    } else {
+        Vec::new()
+    };
+    for e in entries {
         let name = e.ctx("read blobs/sha256")?.file_name();
         let name = name.to_string_lossy().into_owned();
         if Digest::parse(&format!("sha256:{name}")).is_err() {
@@ -1545,8 +1583,12 @@ impl Harness {
             summary.kills += 1;
 
             let records = read_journal(&journal)?;
-            fs::remove_file(&journal).ok();
-            let fail = |e: String| format!("child seed {child_seed}, {delay} ms: {e}");
+            let fail = |e: String| {
+                format!(
+                    "child seed {child_seed}, {delay} ms: {e}\njournal kept at {}",
+                    journal.display()
+                )
+            };
             if !records.iter().any(|r| r.phase == Phase::Opened) {
                 summary.before_open += 1;
                 summary.recovery_killed += usize::from(was_crashed);
@@ -1554,6 +1596,7 @@ impl Harness {
             if replay(records, &mut model, &mut pending, summary).map_err(fail)? {
                 summary.mid_op += 1;
             }
+            fs::remove_file(&journal).ok();
             let in_flight = pending.as_ref().map(|b| (b.op.clone(), b.seq));
             if k + 1 < self.kills && rng.chance(20) {
                 // The next child opens the crashed store itself: its recovery may be killed too.
