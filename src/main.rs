@@ -109,9 +109,13 @@ enum Command {
         /// Walk blobs/ for orphan files even if no walk is due.
         #[arg(long)]
         scan_orphans: bool,
-        /// Blobs removed per sweep transaction (smaller: shorter pauses for writers).
-        #[arg(long, default_value_t = 2048)]
+        /// The most blobs one sweep transaction removes.
+        #[arg(long, default_value_t = ocistore::gc::GcOptions::default().chunk)]
         chunk: usize,
+        /// The pause, in milliseconds, each sweep transaction aims at (smaller: shorter waits
+        /// for writers, more commits).
+        #[arg(long, default_value_t = ocistore::gc::GcOptions::default().chunk_time.as_millis() as u64)]
+        chunk_ms: u64,
     },
     /// Rehash every blob, check every edge, and check that the index, the layout and
     /// index.json agree. Exits with 1 when a problem is left.
@@ -560,10 +564,12 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             liveness,
             scan_orphans,
             chunk,
+            chunk_ms,
         } => {
             let store = open_for_writing(cli)?;
             let mut opts = liveness.options(&store)?;
             opts.chunk = *chunk;
+            opts.chunk_time = Duration::from_millis(*chunk_ms);
             opts.dry_run = *dry_run;
             opts.strategy = *strategy;
             opts.scan_orphans = *scan_orphans;

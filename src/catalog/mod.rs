@@ -1386,17 +1386,30 @@ impl<'t> Writer<'t> {
             return Ok(None);
         };
         let doomed = |d: &str| doomed.is_some_and(|f| f(d));
+        let mut subjects = self.subjects(digest)?;
         if !keep_names {
-            for tag in self.tags_of(digest)? {
-                self.remove_tag(&tag)?;
+            // Only a digest with a plain tag (counted) or a link tag (which stands for a subject
+            // link of a tag's kind) has tags: the lookup is skipped for the rest.
+            let counts = self.counts(digest)?;
+            let mut renamed = false;
+            if counts[count::TAG_ROOTS] > 0
+                || subjects.iter().any(|(_, src)| *src != Source::Subject)
+            {
+                for tag in self.tags_of(digest)? {
+                    self.remove_tag(&tag)?;
+                    renamed = true;
+                }
             }
-            if self.counts(digest)?[count::UNTAGGED] > 0 {
+            if counts[count::UNTAGGED] > 0 {
                 self.remove_entries(digest)?;
+                renamed = true;
+            }
+            if renamed {
+                subjects = self.subjects(digest)?;
             }
         }
         // Its own `subject` field goes with it (and comes back with it if it is pushed again);
         // links from a fallback index's tag stay while that tag does, as the tag still lists it.
-        let subjects = self.subjects(digest)?;
         for (s, src) in &subjects {
             if *src != Source::Tag(LinkKind::Fallback) {
                 self.remove_link(s, digest, *src)?;
@@ -1422,7 +1435,12 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        self.t_pins()?.remove(digest)?;
+        {
+            let mut pins = self.t_pins()?;
+            if pins.len()? > 0 {
+                pins.remove(digest)?;
+            }
+        }
         for (r, src) in self.referrers(digest)? {
             if doomed(&r) {
                 continue;

@@ -92,8 +92,14 @@ pub struct GcOptions {
     pub scan_orphans: bool,
     /// The policy; `None` reads `.ocistore/gc-policy.json`.
     pub policy: Option<Policy>,
-    /// Digests per sweep transaction.
+    /// The most digests one sweep transaction removes.
     pub chunk: usize,
+    /// The pause one sweep transaction aims at: the time writers wait for it, its row removals
+    /// and its commit together. Each transaction stops taking digests once its removals have
+    /// used the share of this that the previous transaction's removals took of its pause.
+    /// Manifests cost several times what blobs do, so a time bound keeps pauses even where a
+    /// count could not.
+    pub chunk_time: Duration,
 }
 
 impl Default for GcOptions {
@@ -105,7 +111,8 @@ impl Default for GcOptions {
             dry_run: false,
             scan_orphans: false,
             policy: None,
-            chunk: 2048,
+            chunk: 16384,
+            chunk_time: Duration::from_millis(200),
         }
     }
 }
@@ -338,8 +345,17 @@ impl Store {
                 let t = Instant::now();
                 report.index_json_rewritten |= self.sweep_entries(&doomed, &mut kept)?;
                 report.max_pause_ms = report.max_pause_ms.max(ms(t.elapsed()));
-                for chunk in garbage.chunks(opts.chunk.max(1)) {
-                    let removed = self.sweep_chunk(chunk, &doomed, &mut kept, report)?;
+                let mut rest = &garbage[..];
+                // The share of a pause the removals take (the commit takes the rest).
+                let mut work_share = 0.5;
+                while !rest.is_empty() {
+                    let chunk = &rest[..rest.len().min(opts.chunk.max(1))];
+                    let budget = opts.chunk_time.mul_f64(work_share);
+                    let (taken, removed, work, pause) =
+                        self.sweep_chunk(chunk, budget, &doomed, &mut kept, report)?;
+                    work_share =
+                        (work.as_secs_f64() / pause.as_secs_f64().max(1e-6)).clamp(0.2, 0.9);
+                    rest = &rest[taken..];
                     self.run_sweep_hook(&removed);
                     if tx.send(removed).is_err() {
                         break;
@@ -433,14 +449,17 @@ impl Store {
     }
 
     /// One sweep transaction: keeps what writes since the start reach, removes the rest of
-    /// `chunk`, marks their unlinks pending, commits. Returns the digests removed.
+    /// `chunk` (or of the part of it whose removal fits in `time`), marks their unlinks
+    /// pending, commits. Returns how many of `chunk` it took (at least one), the digests
+    /// removed, the time the removals took and the whole pause.
     fn sweep_chunk(
         &self,
         chunk: &[Removal],
+        time: Duration,
         doomed: &FastSet<String>,
         kept: &mut FastSet<String>,
         report: &mut GcReport,
-    ) -> Result<Vec<String>> {
+    ) -> Result<(usize, Vec<String>, Duration, Duration)> {
         let t0 = Instant::now();
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
@@ -448,7 +467,12 @@ impl Store {
         self.recheck(&w, doomed, kept)?;
         let mut removed = Vec::new();
         let mut removals = Vec::new();
+        let mut taken = 0;
         for g in chunk {
+            if taken % 64 == 63 && t0.elapsed() >= time {
+                break;
+            }
+            taken += 1;
             if kept.contains(&g.digest) {
                 report.kept_by_recheck += 1;
                 continue;
@@ -468,6 +492,7 @@ impl Store {
         }
         w.flush_totals()?;
         drop(w);
+        let work = t0.elapsed();
         self.mark_pending(&removed)?;
         if let Err(e) = txn.commit() {
             self.unmark_pending(&removed);
@@ -475,8 +500,9 @@ impl Store {
         }
         report.removed_blobs += removed.len() as u64;
         report.removed.extend(removals);
-        report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
-        Ok(removed)
+        let pause = t0.elapsed();
+        report.max_pause_ms = report.max_pause_ms.max(ms(pause));
+        Ok((taken, removed, work, pause))
     }
 
     /// Records, in their stripes, digests whose removal is about to commit. Called while the
