@@ -89,16 +89,16 @@ impl Store {
         let sizes: HashMap<&Digest, u64> =
             scanned.blobs.iter().map(|b| (&b.digest, b.size)).collect();
         let mut batch = self.batch()?;
-        for d in &closure {
+        for d in &children_first(&closure, &graph) {
             let Some(&size) = sizes.get(d) else {
                 if self.blob_info(d)?.is_none() {
-                    report.missing_blobs.push(d.clone());
+                    report.missing_blobs.push((*d).clone());
                 }
                 continue;
             };
             let opts = PutOptions {
                 media_type: graph.manifests.get(d).map(|p| p.media_type.clone()),
-                digest: Some(d.clone()),
+                digest: Some((*d).clone()),
                 size: Some(size),
             };
             let mut file = layout.open_blob(d)?;
@@ -128,6 +128,45 @@ impl Store {
 
 /// Whether an index.json entry links a referrer to a subject in `closure`: a cosign or fallback
 /// tag named after it, or an untagged entry for a manifest already in it (oras style).
+/// The closure in the order it is copied: every blob before a manifest that lists it, so that an
+/// import cut short (by a crash) never leaves a manifest whose content is not there.
+fn children_first<'c>(closure: &'c BTreeSet<Digest>, graph: &LayoutGraph<'_>) -> Vec<&'c Digest> {
+    let mut order = Vec::with_capacity(closure.len());
+    let mut placed: BTreeSet<&Digest> = BTreeSet::new();
+    // Expanded, not yet placed: the path from the start of the current walk.
+    let mut on_path: BTreeSet<&Digest> = BTreeSet::new();
+    for start in closure {
+        // Iterative post-order over the manifests' children (a cycle, which no valid layout
+        // has, is cut where it closes).
+        let mut stack = vec![(start, false)];
+        while let Some((d, expanded)) = stack.pop() {
+            if expanded {
+                on_path.remove(d);
+                if placed.insert(d) {
+                    order.push(d);
+                }
+                continue;
+            }
+            if placed.contains(d) || on_path.contains(d) {
+                continue;
+            }
+            on_path.insert(d);
+            stack.push((d, true));
+            if let Some(p) = graph.manifests.get(d) {
+                for c in &p.children {
+                    if let Some(c) = closure.get(&c.digest)
+                        && !placed.contains(c)
+                        && !on_path.contains(c)
+                    {
+                        stack.push((c, false));
+                    }
+                }
+            }
+        }
+    }
+    order
+}
+
 fn links_into(e: &Entry, closure: &BTreeSet<Digest>) -> bool {
     match e.tag.as_deref().map(ReferrerTag::parse) {
         Some(Some(link)) => closure.contains(&link.subject),

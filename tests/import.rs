@@ -695,3 +695,50 @@ fn exact_entries() -> Options {
         ..Options::default()
     }
 }
+
+/// An import puts every blob before a manifest that lists it: cut short by a crash, it leaves
+/// no manifest whose content is missing (recovery would index such a manifest as it is).
+#[test]
+fn import_writes_children_before_the_manifests_that_list_them() {
+    use std::sync::{Arc, Mutex};
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = src_dir.path().join("src");
+    generate(&src);
+    let dst_dir = tempfile::tempdir().unwrap();
+    let dst = Store::init(dst_dir.path(), &Options::default()).unwrap();
+    let renamed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = renamed.clone();
+    let installed = ocistore::fault::install(
+        dst_dir.path(),
+        Arc::new(move |step, path| {
+            if step == ocistore::fault::Step::Rename
+                && let Some(name) = path.file_name()
+                && path.parent().and_then(Path::file_name) == Some("sha256".as_ref())
+            {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("sha256:{}", name.to_string_lossy()));
+            }
+            None
+        }),
+    );
+    let report = dst.import(&src, &[]).unwrap();
+    drop(installed);
+    let order = renamed.lock().unwrap().clone();
+    assert_eq!(order.len() as u64, report.copied_blobs, "{order:?}");
+    let position = |d: &str| order.iter().position(|x| x == d);
+    let mut manifests = 0;
+    for (i, d) in order.iter().enumerate() {
+        let below = strong_closure(dst.root(), &[d.as_str()]);
+        manifests += usize::from(below.len() > 1);
+        for c in below.iter().filter(|c| *c != d) {
+            if let Some(j) = position(c) {
+                assert!(
+                    j < i,
+                    "{d} (written {i}th) lists {c}, written after it ({j}th)"
+                );
+            }
+        }
+    }
+    assert!(manifests >= 3, "only {manifests} manifests were imported");
+}
