@@ -652,7 +652,7 @@ impl Workload<'_> {
             }
         }
         // Delete candidates: the top manifest, and an index's own images (refused while a live
-        // index lists them; a dead index is garbage, left lacking its child until collected).
+        // index lists them; a dead index goes with them).
         if !b.top.is_empty() {
             self.written.push(b.top.clone());
         }

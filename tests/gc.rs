@@ -501,6 +501,33 @@ fn a_platform_manifest_in_a_live_index_needs_force() {
     assert!(matches!(err, Error::Refused { .. }), "{err}");
 }
 
+/// An index that is garbage goes with a platform manifest deleted from it: left lacking a child,
+/// a tag would bring it back incomplete.
+#[test]
+fn deleting_a_platform_manifest_of_a_garbage_index_takes_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let amd = image(&store, "amd64", &["a"]);
+    let arm = image(&store, "arm64", &["b"]);
+    let inner = index_of(&store, &[&amd, &arm]);
+    let outer = index_of(&store, &[&inner]);
+    let report = store
+        .delete(amd.as_str(), &DeleteOptions::default())
+        .unwrap();
+    let mut removed: Vec<&str> = report.removed.iter().map(|r| r.digest.as_str()).collect();
+    removed.sort_unstable();
+    let mut expected = vec![amd.as_str(), inner.as_str(), outer.as_str()];
+    expected.sort_unstable();
+    assert_eq!(removed, expected, "{:?}", report.removed);
+    for d in [&amd, &inner, &outer] {
+        assert!(!present(&store, dir.path(), d), "{d} is still there");
+    }
+    assert!(present(&store, dir.path(), &arm));
+    let err = store.tag(inner.as_str(), "revived").unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    assert!(store.verify(&Default::default()).unwrap().ok);
+}
+
 #[test]
 fn content_shared_by_two_images_survives_deleting_one() {
     let dir = tempfile::tempdir().unwrap();

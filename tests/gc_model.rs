@@ -1701,12 +1701,14 @@ fn a_referrer_deleted_and_pushed_again_goes_with_its_subject() {
 /// A fallback index F tagged `sha256-<S>` lists C. C deleted (force) and pushed again is still
 /// listed by F under that tag, so C is a referrer of S: with S not live, C's own tag is no root
 /// under hard. (The catalog used to drop the link S -> C with C and not restore it, so that
-/// mark-sweep and Refcount kept C; Scan, which reads the files, did not.)
+/// mark-sweep and Refcount kept C; Scan, which reads the files, did not.) The image is tagged
+/// while C is deleted: a garbage F would go with C.
 #[test]
 fn an_entry_of_a_fallback_index_pushed_again_is_still_a_referrer() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
     let img = image(&store, "app");
+    store.tag(img[0].0.as_str(), "app").unwrap();
     let entry = artifact(&store, SIG, "fallback signature", None);
     let fallback = put_doc(
         &store,
@@ -1725,6 +1727,7 @@ fn an_entry_of_a_fallback_index_pushed_again_is_still_a_referrer() {
     store.delete(entry[0].0.as_str(), &force).unwrap();
     artifact(&store, SIG, "fallback signature", None);
     store.tag(entry[0].0.as_str(), "signature").unwrap();
+    store.untag("app").unwrap();
     // Nothing anchors the image: all goes, the entry too (a hard referrer of a dead image).
     let mut expected = set(img.iter().chain(&entry));
     expected.insert(fallback.0.to_string());

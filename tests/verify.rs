@@ -315,12 +315,17 @@ fn the_cli_reports_json_and_exits_1_when_a_problem_is_left() {
 fn a_manifest_deleted_from_under_a_garbage_index_is_not_damage() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let index_of = |img: &Image| {
+        let size = store.blob_info(&img.manifest).unwrap().unwrap().size;
+        let index = json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": MANIFEST, "digest": img.manifest.as_str(), "size": size}]});
+        put(&store, &serde_json::to_vec(&index).unwrap())
+    };
+    // An index nothing roots lists the image; the image's tag goes, then the image, and the
+    // index with it.
     let img = image(&store, "a");
-    let size = store.blob_info(&img.manifest).unwrap().unwrap().size;
-    // An index nothing roots lists the image; the image's tag goes, then the image.
-    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": MANIFEST, "digest": img.manifest.as_str(), "size": size}]});
-    let index = put(&store, &serde_json::to_vec(&index).unwrap());
+    let index = index_of(&img);
     store.untag("a").unwrap();
     store
         .delete(
@@ -328,10 +333,22 @@ fn a_manifest_deleted_from_under_a_garbage_index_is_not_damage() {
             &ocistore::gc::DeleteOptions::default(),
         )
         .unwrap();
+    assert!(store.blob_info(&index).unwrap().is_none());
     let r = verify(&store, false);
     assert!(r.ok, "{:?}", r.problems);
-    // Rooted, the same index lacking its child is damage.
+    // Rooted, an index left lacking its child (a forced delete) is damage.
+    let img = image(&store, "b");
+    let index = index_of(&img);
     store.tag(index.as_str(), "idx").unwrap();
+    store
+        .delete(
+            img.manifest.as_str(),
+            &ocistore::gc::DeleteOptions {
+                force: true,
+                dry_run: false,
+            },
+        )
+        .unwrap();
     let r = verify(&store, false);
     assert_eq!(kinds(&r), vec![(ProblemKind::MissingChild, false)]);
     assert_eq!(r.problems[0].subject, index.as_str());

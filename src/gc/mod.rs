@@ -112,7 +112,7 @@ impl Default for GcOptions {
             scan_orphans: false,
             policy: None,
             chunk: 16384,
-            chunk_time: Duration::from_millis(200),
+            chunk_time: Duration::from_millis(150),
         }
     }
 }
@@ -697,29 +697,26 @@ impl Store {
         let policy = Policy::load(&self.layout_ref().private_dir())?;
         let mut doomed: BTreeMap<String, (u64, String)> = BTreeMap::new();
         if rec.manifest {
+            // What a collection under the default options would keep.
+            let view = load_view(&reader, &policy)?;
+            let leased = self.leased();
+            let live = graph::mark(&view, &self.params(&GcOptions::default(), &policy, &leased));
+            let is_live = |x: &str| view.lookup(x).is_some_and(|i| live.via(i).is_some());
             // Without --force, nothing a live index lists goes: neither the manifest nor one of
             // the hard referrers that would go with it (the index would lack a child).
-            let live_index_listing = if opts.force {
-                None
-            } else {
-                let view = load_view(&reader, &policy)?;
-                let leased = self.leased();
-                let params = self.params(&GcOptions::default(), &policy, &leased);
-                Some((graph::mark(&view, &params), view))
-            };
-            let live_index_listing =
-                |x: &str, doomed: &BTreeMap<String, (u64, String)>| -> Result<Option<String>> {
-                    let Some((live, view)) = &live_index_listing else {
-                        return Ok(None);
-                    };
-                    for p in reader.parents(x)? {
-                        let is_live = view.lookup(&p).is_some_and(|i| live.via(i).is_some());
-                        if is_live && !doomed.contains_key(&p) && reader.manifest(&p)?.is_some() {
-                            return Ok(Some(p));
-                        }
+            let live_index_listing = |x: &str,
+                                      doomed: &BTreeMap<String, (u64, String)>|
+             -> Result<Option<String>> {
+                if opts.force {
+                    return Ok(None);
+                }
+                for p in reader.parents(x)? {
+                    if is_live(&p) && !doomed.contains_key(&p) && reader.manifest(&p)?.is_some() {
+                        return Ok(Some(p));
                     }
-                    Ok(None)
-                };
+                }
+                Ok(None)
+            };
             if let Some(p) = live_index_listing(&d, &doomed)? {
                 return Err(Error::Refused {
                     digest: d,
@@ -743,6 +740,21 @@ impl Store {
                             (rb.size, format!("hard referrer of deleted {x}")),
                         );
                         queue.push(r);
+                    }
+                }
+                // An index that lists it and is garbage goes too: it would lack a child, and
+                // tagged again it would come back incomplete.
+                for p in reader.parents(&x)? {
+                    if doomed.contains_key(&p) || is_live(&p) {
+                        continue;
+                    }
+                    let Some(pb) = reader.blob(&p)? else { continue };
+                    if pb.manifest {
+                        doomed.insert(
+                            p.clone(),
+                            (pb.size, format!("garbage index listing deleted {x}")),
+                        );
+                        queue.push(p);
                     }
                 }
             }
