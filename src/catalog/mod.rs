@@ -1177,6 +1177,14 @@ impl<'t> Writer<'t> {
 
     /// Removes a referrer edge, in both directions.
     pub(crate) fn remove_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
+        self.remove_link_rows(subject, referrer, src)?;
+        self.recount(referrer)?;
+        self.recount_referrers(referrer)
+    }
+
+    /// [`Writer::remove_link`] without the recounts, for a referrer being removed: its own
+    /// counts go with it, and its removal recounts its referrers once it is gone.
+    fn remove_link_rows(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
         self.dirty()?;
         self.t_referrers()?
             .remove(subject, (referrer, src.code()))?;
@@ -1189,8 +1197,7 @@ impl<'t> Writer<'t> {
         {
             self.uncount_tag_link(subject, referrer, true)?;
         }
-        self.recount(referrer)?;
-        self.recount_referrers(referrer)
+        Ok(())
     }
 
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
@@ -1412,7 +1419,7 @@ impl<'t> Writer<'t> {
         // links from a fallback index's tag stay while that tag does, as the tag still lists it.
         for (s, src) in &subjects {
             if *src != Source::Tag(LinkKind::Fallback) {
-                self.remove_link(s, digest, *src)?;
+                self.remove_link_rows(s, digest, *src)?;
             }
         }
         if rec.manifest {
