@@ -111,7 +111,7 @@ impl Default for GcOptions {
             dry_run: false,
             scan_orphans: false,
             policy: None,
-            chunk: 16384,
+            chunk: 2048,
             chunk_time: Duration::from_millis(150),
         }
     }
