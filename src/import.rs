@@ -126,8 +126,6 @@ impl Store {
     }
 }
 
-/// Whether an index.json entry links a referrer to a subject in `closure`: a cosign or fallback
-/// tag named after it, or an untagged entry for a manifest already in it (oras style).
 /// The closure in the order it is copied: every blob before a manifest that lists it, so that an
 /// import cut short (by a crash) never leaves a manifest whose content is not there.
 fn children_first<'c>(closure: &'c BTreeSet<Digest>, graph: &LayoutGraph<'_>) -> Vec<&'c Digest> {
@@ -167,6 +165,8 @@ fn children_first<'c>(closure: &'c BTreeSet<Digest>, graph: &LayoutGraph<'_>) ->
     order
 }
 
+/// Whether an index.json entry links a referrer to a subject in `closure`: a cosign or fallback
+/// tag named after it, or an untagged entry for a manifest already in it (oras style).
 fn links_into(e: &Entry, closure: &BTreeSet<Digest>) -> bool {
     match e.tag.as_deref().map(ReferrerTag::parse) {
         Some(Some(link)) => closure.contains(&link.subject),
