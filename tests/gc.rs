@@ -89,6 +89,18 @@ fn index_of(store: &Store, members: &[&Digest]) -> Digest {
     )
 }
 
+/// A fallback index of `subject` listing `members`, tagged `<alg>-<hex>` after the subject.
+fn fallback_of(store: &Store, subject: &Digest, members: &[&Digest]) -> Digest {
+    let fallback = index_of(store, members);
+    store
+        .tag(
+            fallback.as_str(),
+            &ReferrerTag::name(subject, LinkKind::Fallback),
+        )
+        .unwrap();
+    fallback
+}
+
 fn present(store: &Store, root: &Path, d: &Digest) -> bool {
     let indexed = store.blob_info(d).unwrap().is_some();
     let file = root.join(d.blob_path()).exists();
@@ -154,21 +166,9 @@ fn deleting_an_image_takes_its_referrers_for_every_link_kind() {
             _ => {
                 let sig = artifact(&store, SIG, "sig", None);
                 let sbom = artifact(&store, SBOM, "sbom", None);
-                let fallback = index_of(&store, &[&sig, &sbom]);
-                store
-                    .tag(
-                        fallback.as_str(),
-                        &ReferrerTag::name(&img, LinkKind::Fallback),
-                    )
-                    .unwrap();
+                fallback_of(&store, &img, &[&sig, &sbom]);
                 let sbom_sig = artifact(&store, SIG, "sbom-sig", None);
-                let fallback2 = index_of(&store, &[&sbom_sig]);
-                store
-                    .tag(
-                        fallback2.as_str(),
-                        &ReferrerTag::name(&sbom, LinkKind::Fallback),
-                    )
-                    .unwrap();
+                fallback_of(&store, &sbom, &[&sbom_sig]);
                 (sig, sbom, sbom_sig)
             }
         };
@@ -288,21 +288,13 @@ fn a_fallback_index_goes_with_its_image_even_after_the_image_becomes_a_referrer(
         let img = image(&store, "img", &["a"]);
         store.tag(img.as_str(), "img").unwrap();
         let sig = artifact(&store, SIG, "sig", None);
-        let fallback = index_of(&store, &[&sig]);
-        let fallback_tag = ReferrerTag::name(&img, LinkKind::Fallback);
-        store.tag(fallback.as_str(), &fallback_tag).unwrap();
+        let fallback = fallback_of(&store, &img, &[&sig]);
         let everything = all_blobs(&store, &[&img, &fallback]);
         // A second image with its fallback index and signature, which goes first.
         let img2 = image(&store, "img2", &["c"]);
         store.tag(img2.as_str(), "img2").unwrap();
         let sig2 = artifact(&store, SIG, "sig2", None);
-        let fallback2 = index_of(&store, &[&sig2]);
-        store
-            .tag(
-                fallback2.as_str(),
-                &ReferrerTag::name(&img2, LinkKind::Fallback),
-            )
-            .unwrap();
+        let fallback2 = fallback_of(&store, &img2, &[&sig2]);
         let r = store.gc(&opts).unwrap();
         assert_eq!(r.removed_blobs, 0, "{strategy:?}: {:?}", r.removed);
         store.untag("img2").unwrap();
