@@ -255,7 +255,7 @@ impl Store {
         let mut db = open_index(&db_path)?;
         if schema_of(&db)?.is_some_and(|v| v < catalog::SCHEMA_VERSION) {
             // An index of an older version is a stale cache: rebuild it from the layout.
-            carried_pins = Reader::new(db.begin_read()?).pins().unwrap_or_default();
+            carried_pins = catalog::pins_of_any_version(&db.begin_read()?)?;
             drop(db);
             let fresh = layout.private_dir().join("index.redb.rebuild");
             build_index(&layout, &fresh, options, &mut report)?;

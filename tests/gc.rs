@@ -588,6 +588,39 @@ fn pins_and_leases_are_roots() {
     assert!(!present(&store, dir.path(), &leased));
 }
 
+/// An index of an older schema (version 6 keyed its tables by the digest's text) is rebuilt
+/// from the layout on the next open, and its pins, which the layout does not hold, come along.
+#[test]
+fn pins_survive_the_rebuild_of_an_index_of_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let pinned = image(&store, "pinned", &["p"]);
+    let other = image(&store, "other", &["o"]);
+    store.pin(&pinned).unwrap();
+    drop(store);
+    {
+        let db = redb::Database::open(dir.path().join(".ocistore/index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let text_pins = redb::TableDefinition::<&str, u64>::new("pins");
+        assert!(txn.delete_table(text_pins).unwrap());
+        txn.open_table(text_pins)
+            .unwrap()
+            .insert(pinned.as_str(), 1)
+            .unwrap();
+        txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("meta"))
+            .unwrap()
+            .insert("schema", 6u64.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = Store::open(dir.path(), &Options::default()).unwrap();
+    assert!(store.open_report().created_index);
+    let r = gc(&store);
+    assert_eq!(r.removed_blobs, 3, "{:?}", r.removed);
+    assert!(present(&store, dir.path(), &pinned));
+    assert!(!present(&store, dir.path(), &other));
+}
+
 /// The race of distribution #2094: a digest the collection's commit removed, pushed again before
 /// the sweeper unlinks it, must end up present and indexed. Driven with the sweep failpoint.
 #[test]

@@ -1,7 +1,9 @@
 //! The redb schema: tables, record encodings and the operations that keep them consistent.
 //!
 //! The catalog is a cache of the layout (`rebuild` recreates it from the layout alone) plus the
-//! store's own bookkeeping. Its invariants, each enforced by the one function that writes it:
+//! store's own bookkeeping. Every digest column holds the compact encoding of [`key`], so the
+//! functions below take and return digests as text and the tables never see it. Its invariants,
+//! each enforced by the one function that writes it:
 //!
 //! - `BLOBS` has a row for every file the store has published under `blobs/` ([`Writer::insert_blob`]).
 //! - `MANIFESTS` has a row for every blob parsed as a manifest, and `EDGES`/`PARENTS` hold exactly
@@ -39,36 +41,40 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+
+mod key;
 use crate::error::{Error, Result};
 use crate::manifest::Parsed;
 use crate::refname::{LinkKind, ReferrerTag};
+use key::{DigestKey, dk};
 
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
-pub(crate) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
-pub(crate) const MANIFESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("manifests");
-pub(crate) const EDGES: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("edges");
-pub(crate) const PARENTS: MultimapTableDefinition<&str, &str> =
+pub(crate) const BLOBS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("blobs");
+pub(crate) const MANIFESTS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("manifests");
+pub(crate) const EDGES: MultimapTableDefinition<DigestKey, DigestKey> =
+    MultimapTableDefinition::new("edges");
+pub(crate) const PARENTS: MultimapTableDefinition<DigestKey, DigestKey> =
     MultimapTableDefinition::new("parents");
-pub(crate) const REFERRERS: MultimapTableDefinition<&str, (&str, u8)> =
+pub(crate) const REFERRERS: MultimapTableDefinition<DigestKey, (DigestKey, u8)> =
     MultimapTableDefinition::new("referrers");
 pub(crate) const TAGS: TableDefinition<&str, (&str, &[u8])> = TableDefinition::new("tags");
-pub(crate) const TAGS_BY_DIGEST: MultimapTableDefinition<&str, &str> =
+pub(crate) const TAGS_BY_DIGEST: MultimapTableDefinition<DigestKey, &str> =
     MultimapTableDefinition::new("tags_by_digest");
-pub(crate) const UNTAGGED: MultimapTableDefinition<&str, &[u8]> =
+pub(crate) const UNTAGGED: MultimapTableDefinition<DigestKey, &[u8]> =
     MultimapTableDefinition::new("untagged");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub(crate) const SUBJECTS: MultimapTableDefinition<&str, (&str, u8)> =
+pub(crate) const SUBJECTS: MultimapTableDefinition<DigestKey, (DigestKey, u8)> =
     MultimapTableDefinition::new("subjects");
-pub(crate) const COUNTS: TableDefinition<&str, [u32; 4]> = TableDefinition::new("counts");
-pub(crate) const CANDIDATES: TableDefinition<&str, ()> = TableDefinition::new("candidates");
-pub(crate) const PENDING: TableDefinition<&str, u64> = TableDefinition::new("pending_unlinks");
-pub(crate) const CHANGED: TableDefinition<&str, ()> = TableDefinition::new("changed");
-pub(crate) const PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
-pub(crate) const TAG_COUNTED: MultimapTableDefinition<&str, &str> =
+pub(crate) const COUNTS: TableDefinition<DigestKey, [u32; 4]> = TableDefinition::new("counts");
+pub(crate) const CANDIDATES: TableDefinition<DigestKey, ()> = TableDefinition::new("candidates");
+pub(crate) const PENDING: TableDefinition<DigestKey, u64> = TableDefinition::new("pending_unlinks");
+pub(crate) const CHANGED: TableDefinition<DigestKey, ()> = TableDefinition::new("changed");
+pub(crate) const PINS: TableDefinition<DigestKey, u64> = TableDefinition::new("pins");
+pub(crate) const TAG_COUNTED: MultimapTableDefinition<DigestKey, DigestKey> =
     MultimapTableDefinition::new("tag_counted");
 
 /// Indexes into a `COUNTS` row.
@@ -261,22 +267,22 @@ pub struct TagRow {
 #[allow(clippy::type_complexity)]
 pub(crate) struct Reader {
     txn: ReadTransaction,
-    blobs: OnceCell<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
-    manifests: OnceCell<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
-    edges: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
-    parents: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
-    referrers: OnceCell<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>,
+    blobs: OnceCell<redb::ReadOnlyTable<DigestKey, &'static [u8]>>,
+    manifests: OnceCell<redb::ReadOnlyTable<DigestKey, &'static [u8]>>,
+    edges: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, DigestKey>>,
+    parents: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, DigestKey>>,
+    referrers: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, (DigestKey, u8)>>,
     tags: OnceCell<redb::ReadOnlyTable<&'static str, (&'static str, &'static [u8])>>,
-    tags_by_digest: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
-    untagged: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static [u8]>>,
+    tags_by_digest: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, &'static str>>,
+    untagged: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, &'static [u8]>>,
     meta: OnceCell<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
-    subjects: OnceCell<redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>>,
-    counts: OnceCell<redb::ReadOnlyTable<&'static str, [u32; 4]>>,
-    candidates: OnceCell<redb::ReadOnlyTable<&'static str, ()>>,
-    pending: OnceCell<redb::ReadOnlyTable<&'static str, u64>>,
-    changed: OnceCell<redb::ReadOnlyTable<&'static str, ()>>,
-    pins: OnceCell<redb::ReadOnlyTable<&'static str, u64>>,
-    tag_counted: OnceCell<redb::ReadOnlyMultimapTable<&'static str, &'static str>>,
+    subjects: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, (DigestKey, u8)>>,
+    counts: OnceCell<redb::ReadOnlyTable<DigestKey, [u32; 4]>>,
+    candidates: OnceCell<redb::ReadOnlyTable<DigestKey, ()>>,
+    pending: OnceCell<redb::ReadOnlyTable<DigestKey, u64>>,
+    changed: OnceCell<redb::ReadOnlyTable<DigestKey, ()>>,
+    pins: OnceCell<redb::ReadOnlyTable<DigestKey, u64>>,
+    tag_counted: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, DigestKey>>,
 }
 
 /// The reads both [`Reader`] and [`Writer`] offer, written once over redb's readable tables.
@@ -287,7 +293,7 @@ macro_rules! reads {
         pub(crate) fn blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
             let t = self.t_blobs()?;
             let r = t
-                .get(digest)?
+                .get(dk(digest))?
                 .map(|v| BlobRecord::decode(v.value()))
                 .transpose();
             r
@@ -297,7 +303,7 @@ macro_rules! reads {
         pub(crate) fn manifest(&self, digest: &str) -> Result<Option<ManifestRecord>> {
             let t = self.t_manifests()?;
             let r = t
-                .get(digest)?
+                .get(dk(digest))?
                 .map(|v| decode_manifest(v.value()))
                 .transpose();
             r
@@ -332,12 +338,17 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
-            strings(&*self.t_tags_by_digest()?, digest)
+            let t = self.t_tags_by_digest()?;
+            let mut out = Vec::new();
+            for v in t.get(dk(digest))? {
+                out.push(v?.value().to_owned());
+            }
+            Ok(out)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn children(&self, digest: &str) -> Result<Vec<String>> {
-            strings(&*self.t_edges()?, digest)
+            digests(&*self.t_edges()?, digest)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
@@ -347,7 +358,7 @@ macro_rules! reads {
             for row in t.iter()? {
                 let (k, vals) = row?;
                 for v in vals {
-                    out.push((k.value().to_owned(), v?.value().to_vec()));
+                    out.push((k.value().to_string(), v?.value().to_vec()));
                 }
             }
             Ok(out)
@@ -357,11 +368,11 @@ macro_rules! reads {
         pub(crate) fn referrers(&self, subject: &str) -> Result<Vec<(String, Source)>> {
             let t = self.t_referrers()?;
             let mut out = Vec::new();
-            for v in t.get(subject)? {
+            for v in t.get(dk(subject))? {
                 let v = v?;
                 let (r, code) = v.value();
                 if let Some(src) = Source::from_code(code) {
-                    out.push((r.to_owned(), src));
+                    out.push((r.to_string(), src));
                 }
             }
             Ok(out)
@@ -376,14 +387,14 @@ macro_rules! reads {
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn counts(&self, digest: &str) -> Result<[u32; 4]> {
             let t = self.t_counts()?;
-            let r = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
+            let r = t.get(dk(digest))?.map(|v| v.value()).unwrap_or([0; 4]);
             Ok(r)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn is_pinned(&self, digest: &str) -> Result<bool> {
             let t = self.t_pins()?;
-            let r = t.get(digest)?.is_some();
+            let r = t.get(dk(digest))?.is_some();
             Ok(r)
         }
 
@@ -404,13 +415,13 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn parents(&self, digest: &str) -> Result<Vec<String>> {
-            strings(&*self.t_parents()?, digest)
+            digests(&*self.t_parents()?, digest)
         }
 
         /// The referrers whose tag links from `subject` count as support (`TAG_COUNTED`).
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn counted_tag_referrers(&self, subject: &str) -> Result<Vec<String>> {
-            strings(&*self.t_tag_counted()?, subject)
+            digests(&*self.t_tag_counted()?, subject)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
@@ -422,28 +433,25 @@ macro_rules! reads {
     };
 }
 
-fn keys<V: redb::Value + 'static>(t: &impl ReadableTable<&'static str, V>) -> Result<Vec<String>> {
+fn keys<V: redb::Value + 'static>(t: &impl ReadableTable<DigestKey, V>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for row in t.iter()? {
-        out.push(row?.0.value().to_owned());
+        out.push(row?.0.value().to_string());
     }
     Ok(out)
 }
 
-fn strings(
-    t: &impl ReadableMultimapTable<&'static str, &'static str>,
-    key: &str,
-) -> Result<Vec<String>> {
+fn digests(t: &impl ReadableMultimapTable<DigestKey, DigestKey>, key: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for v in t.get(key)? {
-        out.push(v?.value().to_owned());
+    for v in t.get(dk(key))? {
+        out.push(v?.value().to_string());
     }
     Ok(out)
 }
 
 #[allow(dead_code)] // not every table is read through a Reader
 impl Reader {
-    fn t_blobs(&self) -> Result<&redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+    fn t_blobs(&self) -> Result<&redb::ReadOnlyTable<DigestKey, &'static [u8]>> {
         if self.blobs.get().is_none() {
             let _ = self.blobs.set(self.txn.open_table(BLOBS)?);
         }
@@ -452,7 +460,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table blobs vanished".into()))
     }
 
-    fn t_manifests(&self) -> Result<&redb::ReadOnlyTable<&'static str, &'static [u8]>> {
+    fn t_manifests(&self) -> Result<&redb::ReadOnlyTable<DigestKey, &'static [u8]>> {
         if self.manifests.get().is_none() {
             let _ = self.manifests.set(self.txn.open_table(MANIFESTS)?);
         }
@@ -461,7 +469,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table manifests vanished".into()))
     }
 
-    fn t_edges(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+    fn t_edges(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, DigestKey>> {
         if self.edges.get().is_none() {
             let _ = self.edges.set(self.txn.open_multimap_table(EDGES)?);
         }
@@ -470,7 +478,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table edges vanished".into()))
     }
 
-    fn t_parents(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+    fn t_parents(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, DigestKey>> {
         if self.parents.get().is_none() {
             let _ = self.parents.set(self.txn.open_multimap_table(PARENTS)?);
         }
@@ -479,9 +487,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table parents vanished".into()))
     }
 
-    fn t_referrers(
-        &self,
-    ) -> Result<&redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>> {
+    fn t_referrers(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, (DigestKey, u8)>> {
         if self.referrers.get().is_none() {
             let _ = self.referrers.set(self.txn.open_multimap_table(REFERRERS)?);
         }
@@ -499,7 +505,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table tags vanished".into()))
     }
 
-    fn t_tags_by_digest(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+    fn t_tags_by_digest(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, &'static str>> {
         if self.tags_by_digest.get().is_none() {
             let _ = self
                 .tags_by_digest
@@ -510,7 +516,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table tags_by_digest vanished".into()))
     }
 
-    fn t_untagged(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static [u8]>> {
+    fn t_untagged(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, &'static [u8]>> {
         if self.untagged.get().is_none() {
             let _ = self.untagged.set(self.txn.open_multimap_table(UNTAGGED)?);
         }
@@ -528,7 +534,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table meta vanished".into()))
     }
 
-    fn t_subjects(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, (&'static str, u8)>> {
+    fn t_subjects(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, (DigestKey, u8)>> {
         if self.subjects.get().is_none() {
             let _ = self.subjects.set(self.txn.open_multimap_table(SUBJECTS)?);
         }
@@ -537,7 +543,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table subjects vanished".into()))
     }
 
-    fn t_counts(&self) -> Result<&redb::ReadOnlyTable<&'static str, [u32; 4]>> {
+    fn t_counts(&self) -> Result<&redb::ReadOnlyTable<DigestKey, [u32; 4]>> {
         if self.counts.get().is_none() {
             let _ = self.counts.set(self.txn.open_table(COUNTS)?);
         }
@@ -546,7 +552,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table counts vanished".into()))
     }
 
-    fn t_candidates(&self) -> Result<&redb::ReadOnlyTable<&'static str, ()>> {
+    fn t_candidates(&self) -> Result<&redb::ReadOnlyTable<DigestKey, ()>> {
         if self.candidates.get().is_none() {
             let _ = self.candidates.set(self.txn.open_table(CANDIDATES)?);
         }
@@ -555,7 +561,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table candidates vanished".into()))
     }
 
-    fn t_pending(&self) -> Result<&redb::ReadOnlyTable<&'static str, u64>> {
+    fn t_pending(&self) -> Result<&redb::ReadOnlyTable<DigestKey, u64>> {
         if self.pending.get().is_none() {
             let _ = self.pending.set(self.txn.open_table(PENDING)?);
         }
@@ -564,7 +570,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table pending vanished".into()))
     }
 
-    fn t_changed(&self) -> Result<&redb::ReadOnlyTable<&'static str, ()>> {
+    fn t_changed(&self) -> Result<&redb::ReadOnlyTable<DigestKey, ()>> {
         if self.changed.get().is_none() {
             let _ = self.changed.set(self.txn.open_table(CHANGED)?);
         }
@@ -573,7 +579,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table changed vanished".into()))
     }
 
-    fn t_pins(&self) -> Result<&redb::ReadOnlyTable<&'static str, u64>> {
+    fn t_pins(&self) -> Result<&redb::ReadOnlyTable<DigestKey, u64>> {
         if self.pins.get().is_none() {
             let _ = self.pins.set(self.txn.open_table(PINS)?);
         }
@@ -582,7 +588,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table pins vanished".into()))
     }
 
-    fn t_tag_counted(&self) -> Result<&redb::ReadOnlyMultimapTable<&'static str, &'static str>> {
+    fn t_tag_counted(&self) -> Result<&redb::ReadOnlyMultimapTable<DigestKey, DigestKey>> {
         if self.tag_counted.get().is_none() {
             let _ = self
                 .tag_counted
@@ -620,7 +626,7 @@ impl Reader {
     pub(crate) fn for_each_blob(&self, mut f: impl FnMut(&str, BlobRecord)) -> Result<()> {
         for row in self.t_blobs()?.iter()? {
             let (k, v) = row?;
-            f(k.value(), BlobRecord::decode(v.value())?);
+            f(k.value().text().as_str(), BlobRecord::decode(v.value())?);
         }
         Ok(())
     }
@@ -629,7 +635,7 @@ impl Reader {
         for row in self.t_edges()?.iter()? {
             let (k, vals) = row?;
             for v in vals {
-                f(k.value(), v?.value());
+                f(k.value().text().as_str(), v?.value().text().as_str());
             }
         }
         Ok(())
@@ -640,7 +646,7 @@ impl Reader {
         for row in self.t_referrers()?.iter()? {
             let (k, vals) = row?;
             for v in vals {
-                f(k.value(), v?.value().0);
+                f(k.value().text().as_str(), v?.value().0.text().as_str());
             }
         }
         Ok(())
@@ -703,30 +709,32 @@ pub(crate) struct Writer<'t> {
     dirtied: std::cell::Cell<bool>,
     /// Whether this writer has removed a tag or an untagged entry (index.json must follow).
     names_removed: std::cell::Cell<bool>,
-    /// Changes to `meta::TOTALS` held back until [`Writer::flush_totals`], when deferred.
+    /// Changes to `meta::TOTALS` held back until [`Writer::flush_counts`], when deferred.
     deferred_totals: std::cell::Cell<Option<[i64; 3]>>,
+    /// Decrements of `count::PARENTS` held back until [`Writer::flush_counts`], when deferred.
+    deferred_parents: RefCell<Option<std::collections::HashMap<String, u32>>>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
-    blobs: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
-    manifests: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
-    edges: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
-    parents: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
-    referrers: RefCell<Option<redb::MultimapTable<'t, &'static str, (&'static str, u8)>>>,
+    blobs: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
+    manifests: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
+    edges: RefCell<Option<redb::MultimapTable<'t, DigestKey, DigestKey>>>,
+    parents: RefCell<Option<redb::MultimapTable<'t, DigestKey, DigestKey>>>,
+    referrers: RefCell<Option<redb::MultimapTable<'t, DigestKey, (DigestKey, u8)>>>,
     tags: RefCell<Option<redb::Table<'t, &'static str, (&'static str, &'static [u8])>>>,
-    tags_by_digest: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
-    untagged: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static [u8]>>>,
+    tags_by_digest: RefCell<Option<redb::MultimapTable<'t, DigestKey, &'static str>>>,
+    untagged: RefCell<Option<redb::MultimapTable<'t, DigestKey, &'static [u8]>>>,
     meta: RefCell<Option<redb::Table<'t, &'static str, &'static [u8]>>>,
-    subjects: RefCell<Option<redb::MultimapTable<'t, &'static str, (&'static str, u8)>>>,
-    counts: RefCell<Option<redb::Table<'t, &'static str, [u32; 4]>>>,
-    candidates: RefCell<Option<redb::Table<'t, &'static str, ()>>>,
-    pending: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
-    changed: RefCell<Option<redb::Table<'t, &'static str, ()>>>,
-    pins: RefCell<Option<redb::Table<'t, &'static str, u64>>>,
-    tag_counted: RefCell<Option<redb::MultimapTable<'t, &'static str, &'static str>>>,
+    subjects: RefCell<Option<redb::MultimapTable<'t, DigestKey, (DigestKey, u8)>>>,
+    counts: RefCell<Option<redb::Table<'t, DigestKey, [u32; 4]>>>,
+    candidates: RefCell<Option<redb::Table<'t, DigestKey, ()>>>,
+    pending: RefCell<Option<redb::Table<'t, DigestKey, u64>>>,
+    changed: RefCell<Option<redb::Table<'t, DigestKey, ()>>>,
+    pins: RefCell<Option<redb::Table<'t, DigestKey, u64>>>,
+    tag_counted: RefCell<Option<redb::MultimapTable<'t, DigestKey, DigestKey>>>,
 }
 
 #[allow(clippy::type_complexity)] // the table accessors name redb's table types in full
 impl<'t> Writer<'t> {
-    fn t_blobs(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, &'static [u8]>>> {
+    fn t_blobs(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, &'static [u8]>>> {
         if self.blobs.try_borrow()?.is_none() {
             *self.blobs.try_borrow_mut()? = Some(self.txn.open_table(BLOBS)?);
         }
@@ -734,7 +742,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table blobs vanished".into()))
     }
 
-    fn t_manifests(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, &'static [u8]>>> {
+    fn t_manifests(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, &'static [u8]>>> {
         if self.manifests.try_borrow()?.is_none() {
             *self.manifests.try_borrow_mut()? = Some(self.txn.open_table(MANIFESTS)?);
         }
@@ -742,7 +750,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table manifests vanished".into()))
     }
 
-    fn t_edges(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+    fn t_edges(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, DigestKey>>> {
         if self.edges.try_borrow()?.is_none() {
             *self.edges.try_borrow_mut()? = Some(self.txn.open_multimap_table(EDGES)?);
         }
@@ -750,7 +758,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table edges vanished".into()))
     }
 
-    fn t_parents(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+    fn t_parents(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, DigestKey>>> {
         if self.parents.try_borrow()?.is_none() {
             *self.parents.try_borrow_mut()? = Some(self.txn.open_multimap_table(PARENTS)?);
         }
@@ -760,7 +768,7 @@ impl<'t> Writer<'t> {
 
     fn t_referrers(
         &self,
-    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, (&'static str, u8)>>> {
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, (DigestKey, u8)>>> {
         if self.referrers.try_borrow()?.is_none() {
             *self.referrers.try_borrow_mut()? = Some(self.txn.open_multimap_table(REFERRERS)?);
         }
@@ -780,7 +788,7 @@ impl<'t> Writer<'t> {
 
     fn t_tags_by_digest(
         &self,
-    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, &'static str>>> {
         if self.tags_by_digest.try_borrow()?.is_none() {
             *self.tags_by_digest.try_borrow_mut()? =
                 Some(self.txn.open_multimap_table(TAGS_BY_DIGEST)?);
@@ -789,9 +797,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table tags_by_digest vanished".into()))
     }
 
-    fn t_untagged(
-        &self,
-    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static [u8]>>> {
+    fn t_untagged(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, &'static [u8]>>> {
         if self.untagged.try_borrow()?.is_none() {
             *self.untagged.try_borrow_mut()? = Some(self.txn.open_multimap_table(UNTAGGED)?);
         }
@@ -809,7 +815,7 @@ impl<'t> Writer<'t> {
 
     fn t_subjects(
         &self,
-    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, (&'static str, u8)>>> {
+    ) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, (DigestKey, u8)>>> {
         if self.subjects.try_borrow()?.is_none() {
             *self.subjects.try_borrow_mut()? = Some(self.txn.open_multimap_table(SUBJECTS)?);
         }
@@ -817,7 +823,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table subjects vanished".into()))
     }
 
-    fn t_counts(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, [u32; 4]>>> {
+    fn t_counts(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, [u32; 4]>>> {
         if self.counts.try_borrow()?.is_none() {
             *self.counts.try_borrow_mut()? = Some(self.txn.open_table(COUNTS)?);
         }
@@ -825,7 +831,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table counts vanished".into()))
     }
 
-    fn t_candidates(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, ()>>> {
+    fn t_candidates(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, ()>>> {
         if self.candidates.try_borrow()?.is_none() {
             *self.candidates.try_borrow_mut()? = Some(self.txn.open_table(CANDIDATES)?);
         }
@@ -833,7 +839,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table candidates vanished".into()))
     }
 
-    fn t_pending(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, u64>>> {
+    fn t_pending(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, u64>>> {
         if self.pending.try_borrow()?.is_none() {
             *self.pending.try_borrow_mut()? = Some(self.txn.open_table(PENDING)?);
         }
@@ -841,7 +847,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table pending vanished".into()))
     }
 
-    fn t_changed(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, ()>>> {
+    fn t_changed(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, ()>>> {
         if self.changed.try_borrow()?.is_none() {
             *self.changed.try_borrow_mut()? = Some(self.txn.open_table(CHANGED)?);
         }
@@ -849,7 +855,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table changed vanished".into()))
     }
 
-    fn t_pins(&self) -> Result<RefMut<'_, redb::Table<'t, &'static str, u64>>> {
+    fn t_pins(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, u64>>> {
         if self.pins.try_borrow()?.is_none() {
             *self.pins.try_borrow_mut()? = Some(self.txn.open_table(PINS)?);
         }
@@ -857,9 +863,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table pins vanished".into()))
     }
 
-    fn t_tag_counted(
-        &self,
-    ) -> Result<RefMut<'_, redb::MultimapTable<'t, &'static str, &'static str>>> {
+    fn t_tag_counted(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, DigestKey>>> {
         if self.tag_counted.try_borrow()?.is_none() {
             *self.tag_counted.try_borrow_mut()? = Some(self.txn.open_multimap_table(TAG_COUNTED)?);
         }
@@ -880,6 +884,7 @@ impl<'t> Writer<'t> {
             dirtied: std::cell::Cell::new(false),
             names_removed: std::cell::Cell::new(false),
             deferred_totals: std::cell::Cell::new(None),
+            deferred_parents: RefCell::new(None),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -934,20 +939,41 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// Holds changes to the totals in memory until [`Writer::flush_totals`], which the caller
-    /// must call before committing: one write of `meta::TOTALS` for many removals.
-    pub(crate) fn defer_totals(&self) {
+    /// Holds changes to the totals, and the parent counts that removed manifests drop, in
+    /// memory until [`Writer::flush_counts`], which the caller must call before committing: one
+    /// write of `meta::TOTALS` for many removals, and one recount of a child many of them list
+    /// (such as the empty config every referrer shares). Until then, those counts read high,
+    /// which only ever keeps a digest out of `CANDIDATES`, and the flush recounts each of them.
+    pub(crate) fn defer_counts(&self) {
         if self.deferred_totals.get().is_none() {
             self.deferred_totals.set(Some([0; 3]));
         }
+        if let Ok(mut p) = self.deferred_parents.try_borrow_mut()
+            && p.is_none()
+        {
+            *p = Some(Default::default());
+        }
     }
 
-    /// Writes the totals held back since [`Writer::defer_totals`].
-    pub(crate) fn flush_totals(&self) -> Result<()> {
+    /// Writes the totals and parent counts held back since [`Writer::defer_counts`].
+    pub(crate) fn flush_counts(&self) -> Result<()> {
+        let parents = self.deferred_parents.try_borrow_mut()?.take();
+        for (child, n) in parents.unwrap_or_default() {
+            self.bump(&child, count::PARENTS, -i64::from(n))?;
+        }
         match self.deferred_totals.take() {
             Some([0, 0, 0]) | None => Ok(()),
             Some([blobs, bytes, manifests]) => self.add_totals(blobs, bytes, manifests),
         }
+    }
+
+    /// Drops `child`'s parent count by one (in memory while deferred).
+    fn drop_parent(&self, child: &str) -> Result<()> {
+        if let Some(held) = self.deferred_parents.try_borrow_mut()?.as_mut() {
+            *held.entry(child.to_owned()).or_default() += 1;
+            return Ok(());
+        }
+        self.bump(child, count::PARENTS, -1)
     }
 
     /// Adds to the numbers of blobs, bytes and manifests in `meta::TOTALS` (in memory while
@@ -975,7 +1001,7 @@ impl<'t> Writer<'t> {
     pub(crate) fn for_each_blob_digest(&self, mut f: impl FnMut(&str)) -> Result<()> {
         let t = self.t_blobs()?;
         for row in t.iter()? {
-            f(row?.0.value());
+            f(row?.0.value().text().as_str());
         }
         Ok(())
     }
@@ -1013,7 +1039,7 @@ impl<'t> Writer<'t> {
     /// Records `digest` in `CHANGED` when tracking.
     pub(crate) fn touch(&self, digest: &str) -> Result<()> {
         if self.track {
-            self.t_changed()?.insert(digest, ())?;
+            self.t_changed()?.insert(dk(digest), ())?;
         }
         Ok(())
     }
@@ -1024,10 +1050,10 @@ impl<'t> Writer<'t> {
         self.touch(digest)?;
         {
             let mut t = self.t_blobs()?;
-            if t.get(digest)?.is_some() {
+            if t.get(dk(digest))?.is_some() {
                 return Ok(false);
             }
-            t.insert(digest, rec.encode().as_slice())?;
+            t.insert(dk(digest), rec.encode().as_slice())?;
         }
         self.add_totals(1, rec.size as i64, i64::from(rec.manifest))?;
         // Referrers that arrived first now have a present subject.
@@ -1052,7 +1078,7 @@ impl<'t> Writer<'t> {
         self.dirty()?;
         {
             let mut manifests = self.t_manifests()?;
-            if manifests.get(digest)?.is_some() {
+            if manifests.get(dk(digest))?.is_some() {
                 return Ok(());
             }
             let lists_no_manifest = parsed.children.iter().all(|c| {
@@ -1070,12 +1096,13 @@ impl<'t> Writer<'t> {
                 lists_no_manifest,
             };
             let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;
-            manifests.insert(digest, bytes.as_slice())?;
+            manifests.insert(dk(digest), bytes.as_slice())?;
         }
         for c in &parsed.children {
-            let existed = self.t_edges()?.insert(digest, c.digest.as_str())?;
+            let existed = self.t_edges()?.insert(dk(digest), dk(c.digest.as_str()))?;
             if !existed {
-                self.t_parents()?.insert(c.digest.as_str(), digest)?;
+                self.t_parents()?
+                    .insert(dk(c.digest.as_str()), dk(digest))?;
                 self.bump(c.digest.as_str(), count::PARENTS, 1)?;
             }
         }
@@ -1137,7 +1164,7 @@ impl<'t> Writer<'t> {
                 .manifest(referrer)?
                 .is_some_and(|m| m.lists_no_manifest);
         if linked && subject_ok && referrer_ok {
-            self.t_tag_counted()?.insert(subject, referrer)?;
+            self.t_tag_counted()?.insert(dk(subject), dk(referrer))?;
             self.bump(referrer, count::SUBJECT_LINKS, 1)?;
         }
         Ok(())
@@ -1146,7 +1173,7 @@ impl<'t> Writer<'t> {
     /// Stops counting the tag link `subject -> referrer`, if it was counted; `bump` drops the
     /// referrer's count (not when the referrer's own row is going).
     fn uncount_tag_link(&self, subject: &str, referrer: &str, bump: bool) -> Result<()> {
-        if self.t_tag_counted()?.remove(subject, referrer)? && bump {
+        if self.t_tag_counted()?.remove(dk(subject), dk(referrer))? && bump {
             self.bump(referrer, count::SUBJECT_LINKS, -1)?;
         }
         Ok(())
@@ -1157,8 +1184,9 @@ impl<'t> Writer<'t> {
         self.dirty()?;
         self.touch(referrer)?;
         self.t_referrers()?
-            .insert(subject, (referrer, src.code()))?;
-        self.t_subjects()?.insert(referrer, (subject, src.code()))?;
+            .insert(dk(subject), (dk(referrer), src.code()))?;
+        self.t_subjects()?
+            .insert(dk(referrer), (dk(subject), src.code()))?;
         if matches!(src, Source::Tag(_)) {
             self.count_tag_link(subject, referrer)?;
         }
@@ -1187,8 +1215,9 @@ impl<'t> Writer<'t> {
     fn remove_link_rows(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
         self.dirty()?;
         self.t_referrers()?
-            .remove(subject, (referrer, src.code()))?;
-        self.t_subjects()?.remove(referrer, (subject, src.code()))?;
+            .remove(dk(subject), (dk(referrer), src.code()))?;
+        self.t_subjects()?
+            .remove(dk(referrer), (dk(subject), src.code()))?;
         if matches!(src, Source::Tag(_))
             && !self
                 .referrers(subject)?
@@ -1202,12 +1231,12 @@ impl<'t> Writer<'t> {
 
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
         let mut t = self.t_counts()?;
-        let mut row = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
+        let mut row = t.get(dk(digest))?.map(|v| v.value()).unwrap_or([0; 4]);
         row[which] = (i64::from(row[which]) + delta).clamp(0, i64::from(u32::MAX)) as u32;
         if row == [0; 4] {
-            t.remove(digest)?;
+            t.remove(dk(digest))?;
         } else {
-            t.insert(digest, row)?;
+            t.insert(dk(digest), row)?;
         }
         drop(t);
         self.recount(digest)
@@ -1275,9 +1304,9 @@ impl<'t> Writer<'t> {
         };
         let mut t = self.t_candidates()?;
         if candidate {
-            t.insert(digest, ())?;
+            t.insert(dk(digest), ())?;
         } else {
-            t.remove(digest)?;
+            t.remove(dk(digest))?;
         }
         Ok(())
     }
@@ -1289,7 +1318,7 @@ impl<'t> Writer<'t> {
         let old = self.remove_tag(tag)?;
         self.touch(digest)?;
         self.t_tags()?.insert(tag, (digest, entry))?;
-        self.t_tags_by_digest()?.insert(digest, tag)?;
+        self.t_tags_by_digest()?.insert(dk(digest), tag)?;
         if ReferrerTag::parse(tag).is_none() {
             self.bump(digest, count::TAG_ROOTS, 1)?;
         }
@@ -1303,7 +1332,7 @@ impl<'t> Writer<'t> {
         let old = self.t_tags()?.remove(tag)?.map(|v| v.value().0.to_owned());
         if let Some(d) = &old {
             self.names_removed.set(true);
-            self.t_tags_by_digest()?.remove(d.as_str(), tag)?;
+            self.t_tags_by_digest()?.remove(dk(d.as_str()), tag)?;
             if ReferrerTag::parse(tag).is_none() {
                 self.bump(d, count::TAG_ROOTS, -1)?;
             }
@@ -1341,7 +1370,7 @@ impl<'t> Writer<'t> {
     pub(crate) fn add_untagged(&self, digest: &str, entry: &[u8]) -> Result<()> {
         self.dirty()?;
         self.touch(digest)?;
-        if self.t_untagged()?.insert(digest, entry)? {
+        if self.t_untagged()?.insert(dk(digest), entry)? {
             return Ok(());
         }
         self.bump(digest, count::UNTAGGED, 1)
@@ -1349,7 +1378,7 @@ impl<'t> Writer<'t> {
 
     pub(crate) fn remove_untagged_entry(&self, digest: &str, entry: &[u8]) -> Result<()> {
         self.dirty()?;
-        if self.t_untagged()?.remove(digest, entry)? {
+        if self.t_untagged()?.remove(dk(digest), entry)? {
             self.names_removed.set(true);
             self.bump(digest, count::UNTAGGED, -1)?;
         }
@@ -1378,7 +1407,7 @@ impl<'t> Writer<'t> {
     /// there) and no unlink is pending.
     pub(crate) fn forget_blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
         let rec = self.remove_blob_keeping(digest, None, true)?;
-        self.t_pending()?.remove(digest)?;
+        self.t_pending()?.remove(dk(digest))?;
         Ok(rec)
     }
 
@@ -1425,14 +1454,14 @@ impl<'t> Writer<'t> {
         if rec.manifest {
             for c in self.children(digest)? {
                 if !doomed(&c) {
-                    self.t_parents()?.remove(c.as_str(), digest)?;
-                    self.bump(&c, count::PARENTS, -1)?;
+                    self.t_parents()?.remove(dk(c.as_str()), dk(digest))?;
+                    self.drop_parent(&c)?;
                 }
             }
-            self.t_edges()?.remove_all(digest)?;
-            self.t_manifests()?.remove(digest)?;
+            self.t_edges()?.remove_all(dk(digest))?;
+            self.t_manifests()?.remove(dk(digest))?;
         }
-        self.t_blobs()?.remove(digest)?;
+        self.t_blobs()?.remove(dk(digest))?;
         self.add_totals(-1, -(rec.size as i64), -i64::from(rec.manifest))?;
         if rec.manifest {
             // A fallback index listing it no longer waits on its subject (`waits_on`).
@@ -1445,7 +1474,7 @@ impl<'t> Writer<'t> {
         {
             let mut pins = self.t_pins()?;
             if pins.len()? > 0 {
-                pins.remove(digest)?;
+                pins.remove(dk(digest))?;
             }
         }
         for (r, src) in self.referrers(digest)? {
@@ -1478,23 +1507,23 @@ impl<'t> Writer<'t> {
         }
         if doomed(digest) {
             // Every parent is gone: the inverse rows and the counts go with the digest.
-            self.t_parents()?.remove_all(digest)?;
-            self.t_counts()?.remove(digest)?;
+            self.t_parents()?.remove_all(dk(digest))?;
+            self.t_counts()?.remove(dk(digest))?;
         } else {
             // Its subjects no longer support it; pushed again, it counts them afresh.
             let mut t = self.t_counts()?;
-            let row = t.get(digest)?.map(|v| v.value());
+            let row = t.get(dk(digest))?.map(|v| v.value());
             if let Some(mut row) = row {
                 row[count::SUBJECT_LINKS] = 0;
                 if row == [0; 4] {
-                    t.remove(digest)?;
+                    t.remove(dk(digest))?;
                 } else {
-                    t.insert(digest, row)?;
+                    t.insert(dk(digest), row)?;
                 }
             }
         }
-        self.t_pending()?.insert(digest, rec.size)?;
-        self.t_candidates()?.remove(digest)?;
+        self.t_pending()?.insert(dk(digest), rec.size)?;
+        self.t_candidates()?.remove(dk(digest))?;
         Ok(Some(rec))
     }
 
@@ -1506,7 +1535,7 @@ impl<'t> Writer<'t> {
             if self.blob(&p)?.is_some() {
                 parents += 1;
             } else {
-                self.t_parents()?.remove(digest, p.as_str())?;
+                self.t_parents()?.remove(dk(digest), dk(p.as_str()))?;
             }
         }
         let mut subject_links = 0;
@@ -1528,13 +1557,13 @@ impl<'t> Writer<'t> {
         subject_links += tag_subjects.len() as u32;
         {
             let mut t = self.t_counts()?;
-            let mut row = t.get(digest)?.map(|v| v.value()).unwrap_or([0; 4]);
+            let mut row = t.get(dk(digest))?.map(|v| v.value()).unwrap_or([0; 4]);
             row[count::PARENTS] = parents;
             row[count::SUBJECT_LINKS] = subject_links;
             if row == [0; 4] {
-                t.remove(digest)?;
+                t.remove(dk(digest))?;
             } else {
-                t.insert(digest, row)?;
+                t.insert(dk(digest), row)?;
             }
         }
         self.recount(digest)
@@ -1545,7 +1574,7 @@ impl<'t> Writer<'t> {
         let entries: Vec<Vec<u8>> = {
             let t = self.t_untagged()?;
             let mut v = Vec::new();
-            for e in t.get(digest)? {
+            for e in t.get(dk(digest))? {
                 v.push(e?.value().to_vec());
             }
             v
@@ -1562,9 +1591,9 @@ impl<'t> Writer<'t> {
         let mut t = self.t_pins()?;
         Ok(if pinned {
             self.touch(digest)?;
-            t.insert(digest, now_secs())?.is_none()
+            t.insert(dk(digest), now_secs())?.is_none()
         } else {
-            t.remove(digest)?.is_some()
+            t.remove(dk(digest))?.is_some()
         })
     }
 
@@ -1572,7 +1601,7 @@ impl<'t> Writer<'t> {
     pub(crate) fn clear_pending(&self, digests: &[String]) -> Result<()> {
         let mut t = self.t_pending()?;
         for d in digests {
-            t.remove(d.as_str())?;
+            t.remove(dk(d.as_str()))?;
         }
         Ok(())
     }
@@ -1582,7 +1611,7 @@ impl<'t> Writer<'t> {
         let mut t = self.t_changed()?;
         let mut out = Vec::new();
         for row in t.iter()? {
-            out.push(row?.0.value().to_owned());
+            out.push(row?.0.value().to_string());
         }
         t.retain(|_, _| false)?;
         Ok(out)
@@ -1600,18 +1629,36 @@ impl<'t> Writer<'t> {
 }
 
 fn subjects_in(
-    t: &impl ReadableMultimapTable<&'static str, (&'static str, u8)>,
+    t: &impl ReadableMultimapTable<DigestKey, (DigestKey, u8)>,
     referrer: &str,
 ) -> Result<Vec<(String, Source)>> {
     let mut out = Vec::new();
-    for v in t.get(referrer)? {
+    for v in t.get(dk(referrer))? {
         let v = v?;
         let (s, code) = v.value();
         if let Some(src) = Source::from_code(code) {
-            out.push((s.to_owned(), src));
+            out.push((s.to_string(), src));
         }
     }
     Ok(out)
+}
+
+/// The pins of an index of any schema version, to carry over when it is rebuilt. Before version
+/// 7, `PINS` was keyed by the digest's text.
+pub(crate) fn pins_of_any_version(txn: &ReadTransaction) -> Result<Vec<String>> {
+    const TEXT_PINS: TableDefinition<&str, u64> = TableDefinition::new("pins");
+    match txn.open_table(PINS) {
+        Ok(t) => keys(&t),
+        Err(redb::TableError::TableTypeMismatch { .. }) => {
+            let mut out = Vec::new();
+            for row in txn.open_table(TEXT_PINS)?.iter()? {
+                out.push(row?.0.value().to_owned());
+            }
+            Ok(out)
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Parses a digest read back from the catalog, which only ever stores validated ones.

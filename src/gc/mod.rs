@@ -463,7 +463,7 @@ impl Store {
         let t0 = Instant::now();
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
-        w.defer_totals();
+        w.defer_counts();
         self.recheck(&w, doomed, kept)?;
         let mut removed = Vec::new();
         let mut removals = Vec::new();
@@ -490,7 +490,7 @@ impl Store {
             self.write_index_json(&w)?;
             report.index_json_rewritten = true;
         }
-        w.flush_totals()?;
+        w.flush_counts()?;
         drop(w);
         let work = t0.elapsed();
         self.mark_pending(&removed)?;
