@@ -590,12 +590,13 @@ fn pins_and_leases_are_roots() {
 
 /// An index of an older schema (version 6 keyed its tables by the digest's text) is rebuilt
 /// from the layout on the next open, and its pins, which the layout does not hold, come along.
+/// (A pinned manifest is also listed in index.json, so the pin of a plain blob is the test.)
 #[test]
 fn pins_survive_the_rebuild_of_an_index_of_an_older_schema() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), &Options::default()).unwrap();
-    let pinned = image(&store, "pinned", &["p"]);
-    let other = image(&store, "other", &["o"]);
+    let pinned = blob(&store, b"a pinned blob").0;
+    let other = blob(&store, b"another blob").0;
     store.pin(&pinned).unwrap();
     drop(store);
     {
@@ -616,7 +617,7 @@ fn pins_survive_the_rebuild_of_an_index_of_an_older_schema() {
     let store = Store::open(dir.path(), &Options::default()).unwrap();
     assert!(store.open_report().created_index);
     let r = gc(&store);
-    assert_eq!(r.removed_blobs, 3, "{:?}", r.removed);
+    assert_eq!(r.removed_blobs, 1, "{:?}", r.removed);
     assert!(present(&store, dir.path(), &pinned));
     assert!(!present(&store, dir.path(), &other));
 }
