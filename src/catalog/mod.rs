@@ -1,9 +1,9 @@
 //! The redb schema: tables, record encodings and the operations that keep them consistent.
 //!
 //! The catalog is a cache of the layout (`rebuild` recreates it from the layout alone) plus the
-//! store's own bookkeeping. Every digest column holds the compact encoding of [`key`], so the
-//! functions below take and return digests as text and the tables never see it. Its invariants,
-//! each enforced by the one function that writes it:
+//! store's own bookkeeping. Every digest column holds the compact encoding of [`key`]; the
+//! functions below take and return digests as text, and only the table operations see the
+//! encoding. Its invariants, each enforced by the one function that writes it:
 //!
 //! - `BLOBS` has a row for every file the store has published under `blobs/` ([`Writer::insert_blob`]).
 //! - `MANIFESTS` has a row for every blob parsed as a manifest, and `EDGES`/`PARENTS` hold exactly
