@@ -404,14 +404,28 @@ impl Store {
         &self.session
     }
 
-    pub(crate) fn io_pool(&self) -> &rayon::ThreadPool {
-        self.io_pool.get_or_init(|| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(IO_THREADS)
-                .thread_name(|i| format!("ocistore-io-{i}"))
-                .build()
-                .expect("an I/O thread pool")
-        })
+    /// The I/O threads, started on first use. Failing to start them (the system refuses new
+    /// threads) is an error of the operation that needed them.
+    pub(crate) fn io_pool(&self) -> Result<&rayon::ThreadPool> {
+        if let Some(pool) = self.io_pool.get() {
+            return Ok(pool);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(IO_THREADS)
+            .thread_name(|i| format!("ocistore-io-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::io(
+                    "start I/O threads for",
+                    self.layout.root(),
+                    std::io::Error::other(e),
+                )
+            })?;
+        // A thread that got here first set its own pool: either will do.
+        let _ = self.io_pool.set(pool);
+        self.io_pool
+            .get()
+            .ok_or_else(|| Error::Index("the I/O thread pool was not kept".into()))
     }
 
     fn stripe_index(digest: &Digest) -> usize {
@@ -1357,7 +1371,7 @@ impl Batch<'_> {
         }
         let store = self.store;
         let layout = &store.layout;
-        Staged::sync_batch(layout, &mut self.staged, store.io_pool())?;
+        Staged::sync_batch(layout, &mut self.staged, store.io_pool()?)?;
         // From rename to commit, hold the stripe locks of the published digests, so that a
         // sweeper with an older unlink pending for one of them sees it indexed and leaves it.
         let mut stripes: Vec<usize> = self

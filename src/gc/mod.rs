@@ -526,7 +526,7 @@ impl Store {
     /// only if no ingest has published the digest again since (it would have unmarked it).
     pub(crate) fn unlink_marked(&self, digests: &[String]) -> Result<()> {
         let layout = self.layout_ref();
-        self.io_pool().install(|| {
+        self.io_pool()?.install(|| {
             digests.par_iter().try_for_each(|d| -> Result<()> {
                 let digest = catalog::stored_digest(d)?;
                 let mut stripe = self.stripe(&digest);
