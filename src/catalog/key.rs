@@ -213,10 +213,6 @@ impl redb::Key for DigestKey {
             Cow::Borrowed(left)
         }
     }
-
-    fn min_encoded_key() -> Option<Cow<'static, [u8]>> {
-        Some(Cow::Borrowed(&[]))
-    }
 }
 
 #[cfg(test)]
