@@ -209,9 +209,8 @@ pub struct Store {
 pub type SweepHook = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 const STRIPES: usize = 1024;
-/// Threads for parallel fsyncs and unlinks: I/O waits, so more than the cores help. On ext4
-/// mounted with `discard` each unlink waits for its discard, and 32 unlinks in flight remove a
-/// collection's garbage about 1.3x faster than 8 (`xargs -P 32` against `-P 8`).
+/// Threads for the parallel fsyncs of an ingest batch: they wait on the disk, so more than the
+/// cores help. (Unlinks have threads of their own, in `gc/unlink.rs`.)
 const IO_THREADS: usize = 32;
 
 impl std::fmt::Debug for Store {
@@ -284,11 +283,11 @@ impl Store {
             txn.commit()?;
         }
         store.recover()?;
-        let pending = store.db.read()?.pending()?;
+        let pending = store.db.read()?.pending_batches()?;
         if !pending.is_empty() {
             store.mark_writing()?;
             store.unlink_pending(&pending)?;
-            store.report.finished_unlinks = pending.len() as u64;
+            store.report.finished_unlinks = pending.iter().map(|(_, d)| d.len() as u64).sum();
         }
         Ok(store)
     }

@@ -23,7 +23,9 @@
 //!   presence, edges, tags or entries calls `recount` on each digest it touched, and a change of
 //!   presence or of a digest's own links also on that digest's referrers.
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
-//!   yet (the sweep's intent record). `CHANGED` records digests written while a collection runs.
+//!   yet (the sweep's intent record): one row per removing transaction, keyed by a number and
+//!   holding its digests, so that a chunk of thousands of removals adds and later clears one
+//!   row, not thousands. `CHANGED` records digests written while a collection runs.
 //! - `PINS` holds pinned digests.
 //! - `TAG_COUNTED` holds `subject -> referrer` for the cosign and fallback tag links that count
 //!   as support in `COUNTS`: only while both are present, and only when, at the moment the link
@@ -51,7 +53,7 @@ use key::{DigestKey, dk};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 pub(crate) const BLOBS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("manifests");
@@ -71,7 +73,7 @@ pub(crate) const SUBJECTS: MultimapTableDefinition<DigestKey, (DigestKey, u8)> =
     MultimapTableDefinition::new("subjects");
 pub(crate) const COUNTS: TableDefinition<DigestKey, [u32; 4]> = TableDefinition::new("counts");
 pub(crate) const CANDIDATES: TableDefinition<DigestKey, ()> = TableDefinition::new("candidates");
-pub(crate) const PENDING: TableDefinition<DigestKey, u64> = TableDefinition::new("pending_unlinks");
+pub(crate) const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_unlinks");
 pub(crate) const CHANGED: TableDefinition<DigestKey, ()> = TableDefinition::new("changed");
 pub(crate) const PINS: TableDefinition<DigestKey, u64> = TableDefinition::new("pins");
 pub(crate) const TAG_COUNTED: MultimapTableDefinition<DigestKey, DigestKey> =
@@ -279,7 +281,7 @@ pub(crate) struct Reader {
     subjects: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, (DigestKey, u8)>>,
     counts: OnceCell<redb::ReadOnlyTable<DigestKey, [u32; 4]>>,
     candidates: OnceCell<redb::ReadOnlyTable<DigestKey, ()>>,
-    pending: OnceCell<redb::ReadOnlyTable<DigestKey, u64>>,
+    pending: OnceCell<redb::ReadOnlyTable<u64, &'static str>>,
     changed: OnceCell<redb::ReadOnlyTable<DigestKey, ()>>,
     pins: OnceCell<redb::ReadOnlyTable<DigestKey, u64>>,
     tag_counted: OnceCell<redb::ReadOnlyMultimapTable<DigestKey, DigestKey>>,
@@ -405,7 +407,22 @@ macro_rules! reads {
 
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn pending(&self) -> Result<Vec<String>> {
-            keys(&*self.t_pending()?)
+            Ok(self
+                .pending_batches()?
+                .into_iter()
+                .flat_map(|(_, d)| d)
+                .collect())
+        }
+
+        /// The `PENDING` batches: each one's key and digests.
+        pub(crate) fn pending_batches(&self) -> Result<Vec<(u64, Vec<String>)>> {
+            let mut out = Vec::new();
+            for row in self.t_pending()?.iter()? {
+                let (k, v) = row?;
+                let digests = v.value().split('\n').map(str::to_owned).collect();
+                out.push((k.value(), digests));
+            }
+            Ok(out)
         }
 
         #[allow(dead_code)] // each of the two users needs only some
@@ -561,7 +578,7 @@ impl Reader {
             .ok_or_else(|| Error::Index("table candidates vanished".into()))
     }
 
-    fn t_pending(&self) -> Result<&redb::ReadOnlyTable<DigestKey, u64>> {
+    fn t_pending(&self) -> Result<&redb::ReadOnlyTable<u64, &'static str>> {
         if self.pending.get().is_none() {
             let _ = self.pending.set(self.txn.open_table(PENDING)?);
         }
@@ -726,7 +743,7 @@ pub(crate) struct Writer<'t> {
     subjects: RefCell<Option<redb::MultimapTable<'t, DigestKey, (DigestKey, u8)>>>,
     counts: RefCell<Option<redb::Table<'t, DigestKey, [u32; 4]>>>,
     candidates: RefCell<Option<redb::Table<'t, DigestKey, ()>>>,
-    pending: RefCell<Option<redb::Table<'t, DigestKey, u64>>>,
+    pending: RefCell<Option<redb::Table<'t, u64, &'static str>>>,
     changed: RefCell<Option<redb::Table<'t, DigestKey, ()>>>,
     pins: RefCell<Option<redb::Table<'t, DigestKey, u64>>>,
     tag_counted: RefCell<Option<redb::MultimapTable<'t, DigestKey, DigestKey>>>,
@@ -839,7 +856,7 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table candidates vanished".into()))
     }
 
-    fn t_pending(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, u64>>> {
+    fn t_pending(&self) -> Result<RefMut<'_, redb::Table<'t, u64, &'static str>>> {
         if self.pending.try_borrow()?.is_none() {
             *self.pending.try_borrow_mut()? = Some(self.txn.open_table(PENDING)?);
         }
@@ -1386,8 +1403,9 @@ impl<'t> Writer<'t> {
     }
 
     /// Removes a blob from the store's view: its rows, its edges, its tags and entries, and its
-    /// links as a referrer, and records its file in `PENDING` for the unlink that follows the
-    /// commit. Returns its record, or `None` if it was not present.
+    /// links as a referrer. The caller records its file with [`Writer::add_pending`], in the
+    /// same transaction, for the unlink that follows the commit. Returns its record, or `None`
+    /// if it was not present.
     ///
     /// `doomed` tells which digests the same collection removes too. A collection removes
     /// parents before children, so a garbage digest's parents are all gone when it goes: the
@@ -1406,9 +1424,7 @@ impl<'t> Writer<'t> {
     /// and index.json entries stay (they are the other tool's to change; the layout is now sparse
     /// there) and no unlink is pending.
     pub(crate) fn forget_blob(&self, digest: &str) -> Result<Option<BlobRecord>> {
-        let rec = self.remove_blob_keeping(digest, None, true)?;
-        self.t_pending()?.remove(dk(digest))?;
-        Ok(rec)
+        self.remove_blob_keeping(digest, None, true)
     }
 
     fn remove_blob_keeping(
@@ -1522,7 +1538,6 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        self.t_pending()?.insert(dk(digest), rec.size)?;
         self.t_candidates()?.remove(dk(digest))?;
         Ok(Some(rec))
     }
@@ -1597,11 +1612,24 @@ impl<'t> Writer<'t> {
         })
     }
 
-    /// Forgets pending unlinks that are done.
-    pub(crate) fn clear_pending(&self, digests: &[String]) -> Result<()> {
+    /// Records the files of `digests`, whose rows this transaction removed, as one `PENDING`
+    /// batch: the intent record of their unlinks. Returns the batch's key (`None` for no
+    /// digests).
+    pub(crate) fn add_pending(&self, digests: &[String]) -> Result<Option<u64>> {
+        if digests.is_empty() {
+            return Ok(None);
+        }
         let mut t = self.t_pending()?;
-        for d in digests {
-            t.remove(dk(d.as_str()))?;
+        let key = t.last()?.map_or(1, |(k, _)| k.value() + 1);
+        t.insert(key, digests.join("\n").as_str())?;
+        Ok(Some(key))
+    }
+
+    /// Forgets `PENDING` batches whose unlinks are done.
+    pub(crate) fn clear_pending(&self, batches: &[u64]) -> Result<()> {
+        let mut t = self.t_pending()?;
+        for b in batches {
+            t.remove(b)?;
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ mod fasthash;
 mod graph;
 pub mod policy;
 mod refcount;
+mod unlink;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -34,7 +35,6 @@ use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::catalog::{self, BlobRecord, Reader, Source, Writer, meta};
@@ -48,6 +48,7 @@ use crate::store::Store;
 use fasthash::{FastMap, FastSet};
 use graph::{Node, Params, Via, View};
 pub use policy::{Mode, Policy};
+use unlink::Unlinker;
 
 /// How garbage is found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -203,6 +204,20 @@ pub struct Explanation {
     pub reason: Option<String>,
 }
 
+/// What one sweep transaction did.
+struct Swept {
+    /// How many digests of its chunk it took (at least one).
+    taken: usize,
+    /// The digests it removed.
+    removed: Vec<String>,
+    /// The `PENDING` batch recording their unlinks.
+    batch: Option<u64>,
+    /// The time its removals took.
+    work: Duration,
+    /// The whole pause, commit included.
+    pause: Duration,
+}
+
 impl Store {
     fn params<'a>(
         &self,
@@ -322,23 +337,13 @@ impl Store {
     }
 
     /// Removes `garbage` in chunks: recheck, remove rows, commit. The unlinks of each committed
-    /// chunk run on the I/O threads while the next chunk is swept.
+    /// chunk run on the unlink threads while the next chunk is swept.
     fn sweep(&self, garbage: Vec<Removal>, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
         let doomed: FastSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
         let mut kept: FastSet<String> = FastSet::default();
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+        let mut batches = Vec::new();
         std::thread::scope(|scope| -> Result<()> {
-            let unlinker = scope.spawn(move || -> Result<(Vec<String>, Duration)> {
-                let mut all = Vec::new();
-                let mut busy = Duration::ZERO;
-                for chunk in rx {
-                    let t = Instant::now();
-                    self.unlink_marked(&chunk)?;
-                    busy += t.elapsed();
-                    all.extend(chunk);
-                }
-                Ok((all, busy))
-            });
+            let unlinker = Unlinker::start(scope, self, garbage.len());
             let swept = (|| -> Result<()> {
                 // Tags and index.json entries of the garbage go first, in one transaction with
                 // one index.json rewrite, so that the blob chunks after it leave index.json alone.
@@ -351,28 +356,24 @@ impl Store {
                 while !rest.is_empty() {
                     let chunk = &rest[..rest.len().min(opts.chunk.max(1))];
                     let budget = opts.chunk_time.mul_f64(work_share);
-                    let (taken, removed, work, pause) =
-                        self.sweep_chunk(chunk, budget, &doomed, &mut kept, report)?;
+                    let s = self.sweep_chunk(chunk, budget, &doomed, &mut kept, report)?;
                     work_share =
-                        (work.as_secs_f64() / pause.as_secs_f64().max(1e-6)).clamp(0.2, 0.9);
-                    rest = &rest[taken..];
-                    self.run_sweep_hook(&removed);
-                    if tx.send(removed).is_err() {
+                        (s.work.as_secs_f64() / s.pause.as_secs_f64().max(1e-6)).clamp(0.2, 0.9);
+                    rest = &rest[s.taken..];
+                    batches.extend(s.batch);
+                    self.run_sweep_hook(&s.removed);
+                    if !unlinker.send(&s.removed) {
                         break;
                     }
                 }
                 Ok(())
             })();
-            drop(tx);
-            let unlinked = unlinker
-                .join()
-                .map_err(|_| Error::Index("the unlink thread failed".into()))?;
+            let unlinked = unlinker.finish();
             swept?;
-            let (all, busy) = unlinked?;
-            report.unlink_ms = ms(busy);
+            report.unlink_ms = ms(unlinked?);
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
-            self.unlinks_done(&w, &all)?;
+            self.unlinks_done(&w, &batches)?;
             for k in &kept {
                 w.recount_from_scratch(k)?;
             }
@@ -450,8 +451,7 @@ impl Store {
 
     /// One sweep transaction: keeps what writes since the start reach, removes the rest of
     /// `chunk` (or of the part of it whose removal fits in `time`), marks their unlinks
-    /// pending, commits. Returns how many of `chunk` it took (at least one), the digests
-    /// removed, the time the removals took and the whole pause.
+    /// pending, commits.
     fn sweep_chunk(
         &self,
         chunk: &[Removal],
@@ -459,7 +459,7 @@ impl Store {
         doomed: &FastSet<String>,
         kept: &mut FastSet<String>,
         report: &mut GcReport,
-    ) -> Result<(usize, Vec<String>, Duration, Duration)> {
+    ) -> Result<Swept> {
         let t0 = Instant::now();
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
@@ -491,6 +491,7 @@ impl Store {
             report.index_json_rewritten = true;
         }
         w.flush_counts()?;
+        let batch = w.add_pending(&removed)?;
         drop(w);
         let work = t0.elapsed();
         self.mark_pending(&removed)?;
@@ -502,7 +503,13 @@ impl Store {
         report.removed.extend(removals);
         let pause = t0.elapsed();
         report.max_pause_ms = report.max_pause_ms.max(ms(pause));
-        Ok((taken, removed, work, pause))
+        Ok(Swept {
+            taken,
+            removed,
+            batch,
+            work,
+            pause,
+        })
     }
 
     /// Records, in their stripes, digests whose removal is about to commit. Called while the
@@ -525,24 +532,17 @@ impl Store {
     /// Unlinks, in parallel, the files of digests marked pending, each under its stripe lock and
     /// only if no ingest has published the digest again since (it would have unmarked it).
     pub(crate) fn unlink_marked(&self, digests: &[String]) -> Result<()> {
-        let layout = self.layout_ref();
-        self.io_pool()?.install(|| {
-            digests.par_iter().try_for_each(|d| -> Result<()> {
-                let digest = catalog::stored_digest(d)?;
-                let mut stripe = self.stripe(&digest);
-                if !stripe.remove(d.as_str()) {
-                    return Ok(()); // pushed again since it was removed: it wins
-                }
-                let path = layout.blob_path(&digest);
-                crate::layout::unlink(&path).map_err(|e| Error::io("remove", &path, e))
-            })
+        std::thread::scope(|scope| {
+            let unlinker = Unlinker::start(scope, self, digests.len());
+            unlinker.send(digests);
+            unlinker.finish().map(|_| ())
         })
     }
 
     /// Forgets the `PENDING` rows of finished unlinks, and records the state of `blobs/` that the
     /// store's own changes left (a later difference is another tool's).
-    fn unlinks_done(&self, w: &Writer<'_>, digests: &[String]) -> Result<()> {
-        w.clear_pending(digests)?;
+    fn unlinks_done(&self, w: &Writer<'_>, batches: &[u64]) -> Result<()> {
+        w.clear_pending(batches)?;
         w.set_meta(
             meta::BLOBS_STAMP,
             crate::store::blobs_stamp(self.layout_ref())?.as_bytes(),
@@ -551,10 +551,10 @@ impl Store {
 
     /// Finishes unlinks a crashed process committed but did not do (on open, before any other
     /// write): the files of `PENDING` digests that are not indexed again.
-    pub(crate) fn unlink_pending(&self, digests: &[String]) -> Result<()> {
+    pub(crate) fn unlink_pending(&self, batches: &[(u64, Vec<String>)]) -> Result<()> {
         let reader = self.reader()?;
         let mut todo = Vec::new();
-        for d in digests {
+        for d in batches.iter().flat_map(|(_, digests)| digests) {
             if reader.blob(d)?.is_none() {
                 todo.push(d.clone());
             }
@@ -564,7 +564,8 @@ impl Store {
         self.unlink_marked(&todo)?;
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
-        self.unlinks_done(&w, digests)?;
+        let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+        self.unlinks_done(&w, &keys)?;
         drop(w);
         txn.commit()?;
         Ok(())
@@ -808,6 +809,7 @@ impl Store {
         if entries_changed {
             self.write_index_json(&w)?;
         }
+        let batch = w.add_pending(&removed)?;
         drop(w);
         self.mark_pending(&removed)?;
         if let Err(e) = txn.commit() {
@@ -817,7 +819,7 @@ impl Store {
         self.unlink_marked(&removed)?;
         let txn = self.write_txn()?;
         let w = Writer::new(&txn);
-        self.unlinks_done(&w, &removed)?;
+        self.unlinks_done(&w, batch.as_slice())?;
         drop(w);
         txn.commit()?;
         Ok(report)
