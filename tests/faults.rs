@@ -362,3 +362,81 @@ fn a_large_batch_whose_sync_fails_publishes_nothing() {
     assert_eq!(state(&store, &tracked), before);
     assert!(temp_files(&root).is_empty());
 }
+
+/// Unlinks that fail after their removals committed stay in the intent record, one batch per
+/// committed transaction, and the next open finishes every one of them: the files go, nothing
+/// live does, and the record is empty afterwards.
+#[test]
+fn unlinks_cut_short_are_finished_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    baseline(&root);
+    let store = Store::open(&root, &Options::default()).unwrap();
+    let mut garbage = BTreeSet::new();
+    for i in 0..9 {
+        let (d, _) = put(&store, format!("unreferenced {i}").as_bytes()).unwrap();
+        garbage.insert(d);
+    }
+    let dry = store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            dry_run: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    let doomed: BTreeSet<&str> = dry.removed.iter().map(|r| r.digest.as_str()).collect();
+    assert!(garbage.iter().all(|d| doomed.contains(d.as_str())));
+    let live: BTreeSet<Digest> = files(&root)
+        .into_iter()
+        .filter(|d| !doomed.contains(d.as_str()))
+        .collect();
+    let tracked = files(&root);
+    // The third unlink and every one after it fail.
+    let unlinks = Arc::new(AtomicUsize::new(0));
+    let err = {
+        let unlinks = Arc::clone(&unlinks);
+        let _f = fault::install(
+            root.clone(),
+            Arc::new(move |step, _| {
+                (step == Step::Unlink && unlinks.fetch_add(1, Ordering::SeqCst) >= 2)
+                    .then(|| io::Error::from_raw_os_error(libc::EIO))
+            }),
+        );
+        gc(&store).unwrap_err().to_string()
+    };
+    assert!(err.contains("os error 5") && !err.contains('\n'), "{err}");
+    let removed: BTreeSet<Digest> = tracked
+        .iter()
+        .filter(|d| store.blob_info(d).unwrap().is_none())
+        .cloned()
+        .collect();
+    assert!(removed.len() >= 2, "removed {removed:?}");
+    assert!(
+        removed.iter().all(|d| !live.contains(d)),
+        "live content removed"
+    );
+    let left = files(&root);
+    assert!(
+        removed.iter().any(|d| left.contains(d)),
+        "no unlink was left to finish"
+    );
+    drop(store);
+
+    let store = Store::open(&root, &Options::default()).unwrap();
+    assert_eq!(store.open_report().finished_unlinks, removed.len() as u64);
+    let now = files(&root);
+    assert!(removed.iter().all(|d| !now.contains(d)), "a file was left");
+    assert!(live.iter().all(|d| now.contains(d)), "live content lost");
+    assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+    drop(store);
+    let store = Store::open(&root, &Options::default()).unwrap();
+    assert_eq!(
+        store.open_report().finished_unlinks,
+        0,
+        "the record was not emptied"
+    );
+    gc(&store).unwrap();
+    let after = files(&root);
+    assert!(garbage.iter().all(|d| !after.contains(d)));
+    assert!(live.iter().all(|d| after.contains(d)));
+}

@@ -112,7 +112,7 @@ impl Default for GcOptions {
             dry_run: false,
             scan_orphans: false,
             policy: None,
-            chunk: 2048,
+            chunk: 8192,
             chunk_time: Duration::from_millis(150),
         }
     }
