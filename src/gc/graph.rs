@@ -17,6 +17,7 @@
 //! of strings.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::fasthash::FastMap;
 use super::policy::{Mode, Policy};
@@ -34,8 +35,9 @@ pub(crate) struct Node {
 /// The graph of a store at one moment.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct View {
-    ids: FastMap<String, u32>,
-    names: Vec<String>,
+    ids: FastMap<Arc<str>, u32>,
+    /// The digest of each id: the same allocation as its key in `ids`.
+    names: Vec<Arc<str>>,
     /// Present blobs (`None`: named by an edge or an entry, but absent).
     nodes: Vec<Option<Node>>,
     children: Vec<Vec<u32>>,
@@ -91,8 +93,9 @@ impl View {
             return i;
         }
         let i = self.names.len() as u32;
-        self.ids.insert(d.to_owned(), i);
-        self.names.push(d.to_owned());
+        let name: Arc<str> = Arc::from(d);
+        self.ids.insert(Arc::clone(&name), i);
+        self.names.push(name);
         self.nodes.push(None);
         self.children.push(Vec::new());
         self.referrers.push(Vec::new());
@@ -173,7 +176,7 @@ impl View {
             .map(|i| {
                 self.children[i as usize]
                     .iter()
-                    .map(|&c| self.names[c as usize].clone())
+                    .map(|&c| self.names[c as usize].to_string())
                     .collect()
             })
             .unwrap_or_default()
@@ -183,7 +186,7 @@ impl View {
     pub fn referrer_names(&self) -> Vec<String> {
         (0..self.names.len())
             .filter(|&i| !self.subjects[i].is_empty())
-            .map(|i| self.names[i].clone())
+            .map(|i| self.names[i].to_string())
             .collect()
     }
 
@@ -288,7 +291,7 @@ impl View {
             .map(|(i, n)| {
                 let i = i as u32;
                 let size = n.as_ref().map_or(0, |n| n.size);
-                (self.names[i as usize].clone(), size, self.reason(i, p))
+                (self.names[i as usize].to_string(), size, self.reason(i, p))
             })
             .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
