@@ -20,8 +20,9 @@ use crate::catalog;
 use crate::error::{Error, Result};
 use crate::store::Store;
 
-/// Unlinks in flight at most. The disk here serves discards concurrently: `xargs -P 8 rm` takes
-/// a third of the time of one `rm`.
+/// Unlinks in flight at most. The disk here serves discards concurrently: `xargs -P 8 rm` took
+/// 1.63 s where one `rm` at a time took 4.34 s (`benches/gc-vs-rm.sh`). In a collection, 4 or 8
+/// threads left the sweep no faster (single runs); 16 has not been compared with 32.
 const THREADS: usize = 16;
 
 /// Digests per job on the queue.
