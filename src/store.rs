@@ -287,7 +287,7 @@ impl Store {
         if !pending.is_empty() {
             store.mark_writing()?;
             store.unlink_pending(&pending)?;
-            store.report.finished_unlinks = pending.iter().map(|(_, d)| d.len() as u64).sum();
+            store.report.finished_unlinks = pending.iter().map(|b| b.digests.len() as u64).sum();
         }
         Ok(store)
     }

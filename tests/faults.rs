@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ocistore::fault::{self, Step};
-use ocistore::gc::{DeleteOptions, GcOptions};
+use ocistore::gc::{DeleteOptions, GcOptions, Strategy};
 use ocistore::verify::VerifyOptions;
 use ocistore::{Digest, Entry, Options, PutOptions, Store};
 use serde_json::json;
@@ -439,4 +439,71 @@ fn unlinks_cut_short_are_finished_on_the_next_open() {
     let after = files(&root);
     assert!(garbage.iter().all(|d| !after.contains(d)));
     assert!(live.iter().all(|d| after.contains(d)));
+}
+
+/// A sweep leaves the parent rows of a removed manifest under a child that stays (here a layer
+/// two images share) for a later transaction to drop. Whether that transaction runs in the same
+/// collection or, after a commit failed, on the next open, the layer's count ends exact: once
+/// its last image goes, the reference-count collection, which reads the counts, removes it.
+#[test]
+fn stale_parent_rows_are_dropped_by_the_sweep_or_on_the_next_open() {
+    for fail in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::init(&root, &Options::default()).unwrap();
+        let shared = put(&store, "shared layer".repeat(100).as_bytes()).unwrap();
+        for name in ["x", "y"] {
+            let config = put(&store, format!(r#"{{"name":"{name}"}}"#).as_bytes()).unwrap();
+            let m = put(&store, &image_doc(&config, &shared)).unwrap();
+            store.tag(m.0.as_str(), name).unwrap();
+        }
+        store.untag("x").unwrap();
+        // Once the first chunk (x's manifest) has committed, every commit of the index fails.
+        let failing = Arc::new(AtomicUsize::new(0));
+        let result = {
+            let flag = Arc::clone(&failing);
+            let _f = fault::install(
+                root.clone(),
+                Arc::new(move |step, _| {
+                    (step == Step::IndexSync && flag.load(Ordering::SeqCst) > 0)
+                        .then(|| io::Error::from_raw_os_error(libc::EIO))
+                }),
+            );
+            let flag = Arc::clone(&failing);
+            store.set_sweep_hook(Some(Arc::new(move |_| {
+                if fail {
+                    flag.fetch_add(1, Ordering::SeqCst);
+                }
+            })));
+            store.gc(&GcOptions {
+                grace: Duration::ZERO,
+                chunk: 1,
+                ..GcOptions::default()
+            })
+        };
+        store.set_sweep_hook(None);
+        assert_eq!(result.is_err(), fail, "{:?}", result.map(|r| r.removed));
+        drop(store);
+
+        let store = Store::open(&root, &Options::default()).unwrap();
+        assert!(
+            store.blob_info(&shared.0).unwrap().is_some(),
+            "y's layer lost"
+        );
+        assert!(store.resolve("x").is_err());
+        store.untag("y").unwrap();
+        let report = store
+            .gc(&GcOptions {
+                grace: Duration::ZERO,
+                strategy: Strategy::Refcount,
+                ..GcOptions::default()
+            })
+            .unwrap();
+        assert!(
+            report.removed.iter().any(|r| r.digest == shared.0.as_str()),
+            "the shared layer was kept (fail = {fail}): its count was left high"
+        );
+        assert!(store.blob_info(&shared.0).unwrap().is_none());
+        assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+    }
 }

@@ -1225,10 +1225,16 @@ impl Run<'_> {
         } else {
             strategy
         };
+        // Chunks of one or two digests as well as one chunk for all: removals spread over
+        // transactions leave stale parent rows for later ones to drop.
+        let chunk = [1, 2, GcOptions::default().chunk][self.log.len() % 3];
         let report = self
             .store
-            .gc(&opts(strategy, grace, du, false, &self.policy))
-            .map_err(|e| self.fail(format!("gc {strategy:?}: {e}")))?;
+            .gc(&GcOptions {
+                chunk,
+                ..opts(strategy, grace, du, false, &self.policy)
+            })
+            .map_err(|e| self.fail(format!("gc {strategy:?} (chunks of {chunk}): {e}")))?;
         let removed = digests(&report);
         if report.unchanged && self.unlinked && !self.scope.idempotence {
             self.log.push("  (the O(1) answer: nothing removed)".into());

@@ -7,7 +7,13 @@
 //!
 //! - `BLOBS` has a row for every file the store has published under `blobs/` ([`Writer::insert_blob`]).
 //! - `MANIFESTS` has a row for every blob parsed as a manifest, and `EDGES`/`PARENTS` hold exactly
-//!   its children, in both directions ([`Writer::insert_manifest`]).
+//!   its children, in both directions ([`Writer::insert_manifest`]). The one exception is a stale
+//!   `PARENTS` row: a collection that removes a manifest may leave the rows naming it under
+//!   children it does not remove, for a later transaction of the same collection to drop in key
+//!   order ([`Writer::defer_parent_links`]). Such a row names an absent parent, is listed in the
+//!   `PENDING` batch of the transaction that left it, and is counted in `COUNTS` until it goes
+//!   ([`Writer::drop_stale_parent_links`]). A row whose parent is absent is therefore always
+//!   stale, and readers of `PARENTS` skip absent parents.
 //! - `REFERRERS` holds `subject -> (referrer, source)`. `Subject` edges come from manifests and are
 //!   written with them; cosign and fallback edges come from tags and are written and removed with
 //!   the tag ([`Writer::set_tag`], [`Writer::remove_tag`]), so an edge exists exactly while its
@@ -16,7 +22,7 @@
 //! - `UNTAGGED` keeps the index.json entries without a tag, as their JSON.
 //! - `SUBJECTS` is the inverse of `REFERRERS` (`referrer -> (subject, source)`), written and
 //!   removed with it ([`Writer::add_link`], [`Writer::remove_link`]).
-//! - `COUNTS` holds, for every digest something points at, the number of present strong parents,
+//! - `COUNTS` holds, for every digest something points at, the number of `PARENTS` rows,
 //!   present `subject`-field subjects, tags that are roots, and untagged entries; `CANDIDATES`
 //!   holds exactly the present digests that [`Writer::recount`] finds unsupported and not
 //!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]). Every function that changes
@@ -24,8 +30,9 @@
 //!   presence or of a digest's own links also on that digest's referrers.
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
 //!   yet (the sweep's intent record): one row per removing transaction, keyed by a number and
-//!   holding its digests, so that a chunk of thousands of removals adds and later clears one
-//!   row, not thousands. `CHANGED` records digests written while a collection runs.
+//!   holding its digests and the stale `PARENTS` rows it left ([`PendingBatch`]), so that a chunk
+//!   of thousands of removals adds and later clears one row, not thousands. `CHANGED` records
+//!   digests written while a collection runs.
 //! - `PINS` holds pinned digests.
 //! - `TAG_COUNTED` holds `subject -> referrer` for the cosign and fallback tag links that count
 //!   as support in `COUNTS`: only while both are present, and only when, at the moment the link
@@ -53,7 +60,7 @@ use key::{DigestKey, dk};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 8;
+pub const SCHEMA_VERSION: u64 = 9;
 
 pub(crate) const BLOBS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("manifests");
@@ -81,7 +88,7 @@ pub(crate) const TAG_COUNTED: MultimapTableDefinition<DigestKey, DigestKey> =
 
 /// Indexes into a `COUNTS` row.
 pub(crate) mod count {
-    /// Present manifests listing the digest as a child.
+    /// `PARENTS` rows of the digest: present manifests listing it as a child, and stale rows.
     pub const PARENTS: usize = 0;
     /// Present subjects the digest names in its `subject` field.
     pub const SUBJECT_LINKS: usize = 1;
@@ -204,6 +211,56 @@ impl BlobRecord {
             found: b[8] & 4 != 0,
             recorded_at: u(9..17),
         })
+    }
+}
+
+/// One `PENDING` row: a removing transaction's unlinks, and the stale `PARENTS` rows it left.
+///
+/// Stored as text: the digests one per line, then, when there are stale rows, an empty line and
+/// one `child parent` line per row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PendingBatch {
+    /// The row's key.
+    pub key: u64,
+    /// Digests whose rows the transaction removed and whose files may still be there.
+    pub digests: Vec<String>,
+    /// `(child, parent)`: `PARENTS` rows of removed parents, left for a later transaction.
+    pub links: Vec<(String, String)>,
+}
+
+impl PendingBatch {
+    fn encode(digests: &[String], links: &[(String, String)]) -> String {
+        let mut out = digests.join("\n");
+        if !links.is_empty() {
+            out.push('\n');
+            for (c, p) in links {
+                out.push('\n');
+                out.push_str(c);
+                out.push(' ');
+                out.push_str(p);
+            }
+        }
+        out
+    }
+
+    fn decode(key: u64, text: &str) -> Result<PendingBatch> {
+        let (digests, links) = text.split_once("\n\n").unwrap_or((text, ""));
+        let mut batch = PendingBatch {
+            key,
+            digests: digests
+                .split('\n')
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            links: Vec::new(),
+        };
+        for line in links.split('\n').filter(|l| !l.is_empty()) {
+            let (c, p) = line
+                .split_once(' ')
+                .ok_or_else(|| Error::Index(format!("pending batch {key}: bad line {line:?}")))?;
+            batch.links.push((c.to_owned(), p.to_owned()));
+        }
+        Ok(batch)
     }
 }
 
@@ -410,17 +467,16 @@ macro_rules! reads {
             Ok(self
                 .pending_batches()?
                 .into_iter()
-                .flat_map(|(_, d)| d)
+                .flat_map(|b| b.digests)
                 .collect())
         }
 
-        /// The `PENDING` batches: each one's key and digests.
-        pub(crate) fn pending_batches(&self) -> Result<Vec<(u64, Vec<String>)>> {
+        /// The `PENDING` batches.
+        pub(crate) fn pending_batches(&self) -> Result<Vec<PendingBatch>> {
             let mut out = Vec::new();
             for row in self.t_pending()?.iter()? {
                 let (k, v) = row?;
-                let digests = v.value().split('\n').map(str::to_owned).collect();
-                out.push((k.value(), digests));
+                out.push(PendingBatch::decode(k.value(), v.value())?);
             }
             Ok(out)
         }
@@ -430,8 +486,22 @@ macro_rules! reads {
             keys(&*self.t_candidates()?)
         }
 
+        /// The present manifests that list `digest` (stale `PARENTS` rows name absent ones).
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn parents(&self, digest: &str) -> Result<Vec<String>> {
+            let mut out = self.parent_rows(digest)?;
+            let mut present = Vec::with_capacity(out.len());
+            for p in out.drain(..) {
+                if self.blob(&p)?.is_some() {
+                    present.push(p);
+                }
+            }
+            Ok(present)
+        }
+
+        /// Every `PARENTS` row of `digest`, stale ones included.
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn parent_rows(&self, digest: &str) -> Result<Vec<String>> {
             digests(&*self.t_parents()?, digest)
         }
 
@@ -728,8 +798,9 @@ pub(crate) struct Writer<'t> {
     names_removed: std::cell::Cell<bool>,
     /// Changes to `meta::TOTALS` held back until [`Writer::flush_counts`], when deferred.
     deferred_totals: std::cell::Cell<Option<[i64; 3]>>,
-    /// Decrements of `count::PARENTS` held back until [`Writer::flush_counts`], when deferred.
-    deferred_parents: RefCell<Option<std::collections::HashMap<String, u32>>>,
+    /// `PARENTS` rows of removed manifests left in place, when deferred
+    /// ([`Writer::defer_parent_links`]).
+    deferred_links: RefCell<Option<Vec<(String, String)>>>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
@@ -901,7 +972,7 @@ impl<'t> Writer<'t> {
             dirtied: std::cell::Cell::new(false),
             names_removed: std::cell::Cell::new(false),
             deferred_totals: std::cell::Cell::new(None),
-            deferred_parents: RefCell::new(None),
+            deferred_links: RefCell::new(None),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -956,41 +1027,71 @@ impl<'t> Writer<'t> {
         }
     }
 
-    /// Holds changes to the totals, and the parent counts that removed manifests drop, in
-    /// memory until [`Writer::flush_counts`], which the caller must call before committing: one
-    /// write of `meta::TOTALS` for many removals, and one recount of a child many of them list
-    /// (such as the empty config every referrer shares). Until then, those counts read high,
-    /// which only ever keeps a digest out of `CANDIDATES`, and the flush recounts each of them.
+    /// Holds changes to the totals in memory until [`Writer::flush_counts`], which the caller
+    /// must call before committing: one write of `meta::TOTALS` for many removals.
     pub(crate) fn defer_counts(&self) {
         if self.deferred_totals.get().is_none() {
             self.deferred_totals.set(Some([0; 3]));
         }
-        if let Ok(mut p) = self.deferred_parents.try_borrow_mut()
-            && p.is_none()
-        {
-            *p = Some(Default::default());
-        }
     }
 
-    /// Writes the totals and parent counts held back since [`Writer::defer_counts`].
-    pub(crate) fn flush_counts(&self) -> Result<()> {
-        let parents = self.deferred_parents.try_borrow_mut()?.take();
-        for (child, n) in parents.unwrap_or_default() {
-            self.bump(&child, count::PARENTS, -i64::from(n))?;
+    /// Leaves in place the `PARENTS` rows, and their counts, of each removed manifest under its
+    /// children that stay, and collects them for [`Writer::take_deferred_links`]: they become
+    /// the stale rows of the module's invariants. A collection removes thousands of manifests
+    /// per transaction, whose children that stay (layers shared with live images) lie all over
+    /// the key space: dropping their rows at once would rewrite most of the `PARENTS` and
+    /// `COUNTS` pages in every transaction. Left for later, they are dropped in key order, by
+    /// the transactions that rewrite those pages anyway ([`Writer::drop_stale_parent_links`]).
+    /// The caller must record the rows in the transaction's `PENDING` batch.
+    pub(crate) fn defer_parent_links(&self) -> Result<()> {
+        let mut links = self.deferred_links.try_borrow_mut()?;
+        if links.is_none() {
+            *links = Some(Vec::new());
         }
+        Ok(())
+    }
+
+    /// The rows left since [`Writer::defer_parent_links`].
+    pub(crate) fn take_deferred_links(&self) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .deferred_links
+            .try_borrow_mut()?
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default())
+    }
+
+    /// Drops the stale `PARENTS` rows among `links` (`(child, parent)`, best sorted by child),
+    /// with their counts. A row goes only while its parent is absent: a parent pushed again
+    /// since counts its row afresh ([`Writer::insert_manifest`]). Dropping a row that is already
+    /// gone does nothing, so recovery may apply a batch's rows twice.
+    pub(crate) fn drop_stale_parent_links(&self, links: &[(String, String)]) -> Result<()> {
+        let mut i = 0;
+        while i < links.len() {
+            let child = links[i].0.as_str();
+            let mut dropped = 0i64;
+            while i < links.len() && links[i].0 == child {
+                let parent = links[i].1.as_str();
+                if self.blob(parent)?.is_none()
+                    && self.t_parents()?.remove(dk(child), dk(parent))?
+                {
+                    dropped += 1;
+                }
+                i += 1;
+            }
+            if dropped > 0 {
+                self.bump(child, count::PARENTS, -dropped)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the totals held back since [`Writer::defer_counts`].
+    pub(crate) fn flush_counts(&self) -> Result<()> {
         match self.deferred_totals.take() {
             Some([0, 0, 0]) | None => Ok(()),
             Some([blobs, bytes, manifests]) => self.add_totals(blobs, bytes, manifests),
         }
-    }
-
-    /// Drops `child`'s parent count by one (in memory while deferred).
-    fn drop_parent(&self, child: &str) -> Result<()> {
-        if let Some(held) = self.deferred_parents.try_borrow_mut()?.as_mut() {
-            *held.entry(child.to_owned()).or_default() += 1;
-            return Ok(());
-        }
-        self.bump(child, count::PARENTS, -1)
     }
 
     /// Adds to the numbers of blobs, bytes and manifests in `meta::TOTALS` (in memory while
@@ -1117,9 +1218,12 @@ impl<'t> Writer<'t> {
         }
         for c in &parsed.children {
             let existed = self.t_edges()?.insert(dk(digest), dk(c.digest.as_str()))?;
-            if !existed {
-                self.t_parents()?
-                    .insert(dk(c.digest.as_str()), dk(digest))?;
+            // A stale row (the manifest was removed and is back) is counted already.
+            if !existed
+                && !self
+                    .t_parents()?
+                    .insert(dk(c.digest.as_str()), dk(digest))?
+            {
                 self.bump(c.digest.as_str(), count::PARENTS, 1)?;
             }
         }
@@ -1469,9 +1573,13 @@ impl<'t> Writer<'t> {
         }
         if rec.manifest {
             for c in self.children(digest)? {
-                if !doomed(&c) {
-                    self.t_parents()?.remove(dk(c.as_str()), dk(digest))?;
-                    self.drop_parent(&c)?;
+                if doomed(&c) {
+                    continue;
+                }
+                if let Some(links) = self.deferred_links.try_borrow_mut()?.as_mut() {
+                    links.push((c, digest.to_owned()));
+                } else if self.t_parents()?.remove(dk(c.as_str()), dk(digest))? {
+                    self.bump(&c, count::PARENTS, -1)?;
                 }
             }
             self.t_edges()?.remove_all(dk(digest))?;
@@ -1546,7 +1654,7 @@ impl<'t> Writer<'t> {
     /// that are gone), for digests a collection meant to remove but kept.
     pub(crate) fn recount_from_scratch(&self, digest: &str) -> Result<()> {
         let mut parents = 0;
-        for p in self.parents(digest)? {
+        for p in self.parent_rows(digest)? {
             if self.blob(&p)?.is_some() {
                 parents += 1;
             } else {
@@ -1612,16 +1720,20 @@ impl<'t> Writer<'t> {
         })
     }
 
-    /// Records the files of `digests`, whose rows this transaction removed, as one `PENDING`
-    /// batch: the intent record of their unlinks. Returns the batch's key (`None` for no
-    /// digests).
-    pub(crate) fn add_pending(&self, digests: &[String]) -> Result<Option<u64>> {
-        if digests.is_empty() {
+    /// Records the files of `digests`, whose rows this transaction removed, and the stale
+    /// `PARENTS` rows it left, as one `PENDING` batch: the intent record of their unlinks and
+    /// of the rows' removal. Returns the batch's key (`None` for an empty batch).
+    pub(crate) fn add_pending(
+        &self,
+        digests: &[String],
+        links: &[(String, String)],
+    ) -> Result<Option<u64>> {
+        if digests.is_empty() && links.is_empty() {
             return Ok(None);
         }
         let mut t = self.t_pending()?;
         let key = t.last()?.map_or(1, |(k, _)| k.value() + 1);
-        t.insert(key, digests.join("\n").as_str())?;
+        t.insert(key, PendingBatch::encode(digests, links).as_str())?;
         Ok(Some(key))
     }
 

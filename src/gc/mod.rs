@@ -13,7 +13,9 @@
 //! 3. **Sweep**, in chunks. Each chunk is one write transaction (the only pause writers see):
 //!    candidates reachable from anything written since the start (the `CHANGED` set, leases)
 //!    are kept; the rest lose their rows, their tags and entries, and are listed in `PENDING`;
-//!    index.json is rewritten if an entry went; commit.
+//!    index.json is rewritten if an entry went; commit. The `PARENTS` rows of removed manifests
+//!    under children that stay are left stale and dropped in key order, by the chunk whose
+//!    removals cover their keys or by the transactions after the last chunk.
 //! 4. **Unlink** the chunk's files in parallel, outside the write lock. Each unlink holds the
 //!    digest's stripe lock, which ingest also holds from rename to commit, and first checks that
 //!    the digest has not been indexed again: a blob pushed again while its unlink is pending wins.
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::catalog::{self, BlobRecord, Reader, Source, Writer, meta};
+use crate::catalog::{self, BlobRecord, PendingBatch, Reader, Source, Writer, meta};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::index_json::IndexJson;
@@ -210,7 +212,7 @@ struct Swept {
     taken: usize,
     /// The digests it removed.
     removed: Vec<String>,
-    /// The `PENDING` batch recording their unlinks.
+    /// The `PENDING` batch recording their unlinks and the stale rows the chunk left.
     batch: Option<u64>,
     /// The time its removals took.
     work: Duration,
@@ -342,6 +344,7 @@ impl Store {
         let doomed: FastSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
         let mut kept: FastSet<String> = FastSet::default();
         let mut batches = Vec::new();
+        let mut stale = Stale::default();
         std::thread::scope(|scope| -> Result<()> {
             let unlinker = Unlinker::start(scope, self, garbage.len());
             let swept = (|| -> Result<()> {
@@ -356,7 +359,8 @@ impl Store {
                 while !rest.is_empty() {
                     let chunk = &rest[..rest.len().min(opts.chunk.max(1))];
                     let budget = opts.chunk_time.mul_f64(work_share);
-                    let s = self.sweep_chunk(chunk, budget, &doomed, &mut kept, report)?;
+                    let s =
+                        self.sweep_chunk(chunk, budget, &doomed, &mut kept, &mut stale, report)?;
                     work_share =
                         (s.work.as_secs_f64() / s.pause.as_secs_f64().max(1e-6)).clamp(0.2, 0.9);
                     rest = &rest[s.taken..];
@@ -368,8 +372,10 @@ impl Store {
                 }
                 Ok(())
             })();
+            // Index work only: done even when an unlink failed (or else on the next open).
+            let dropped = swept.and_then(|()| self.drop_stale(&mut stale, opts, report));
             let unlinked = unlinker.finish();
-            swept?;
+            dropped?;
             report.unlink_ms = ms(unlinked?);
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
@@ -449,21 +455,52 @@ impl Store {
         Ok(changed)
     }
 
+    /// Drops, in key order and in transactions of about `opts.chunk_time`, the stale rows no
+    /// chunk dropped.
+    fn drop_stale(&self, stale: &mut Stale, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+        let mut rest: Vec<(String, String)> = std::mem::take(&mut stale.0)
+            .into_iter()
+            .flat_map(|(c, ps)| ps.into_iter().map(move |p| (c.clone(), p)))
+            .collect();
+        while !rest.is_empty() {
+            let t0 = Instant::now();
+            let txn = self.write_txn()?;
+            let w = Writer::collector(&txn);
+            let mut done = 0;
+            while done < rest.len() && t0.elapsed() < opts.chunk_time / 2 {
+                let mut end = (done + 256).min(rest.len());
+                // A child's rows go in one transaction, with one recount.
+                while end < rest.len() && rest[end].0 == rest[end - 1].0 {
+                    end += 1;
+                }
+                w.drop_stale_parent_links(&rest[done..end])?;
+                done = end;
+            }
+            drop(w);
+            txn.commit()?;
+            rest.drain(..done);
+            report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
+        }
+        Ok(())
+    }
+
     /// One sweep transaction: keeps what writes since the start reach, removes the rest of
-    /// `chunk` (or of the part of it whose removal fits in `time`), marks their unlinks
-    /// pending, commits.
+    /// `chunk` (or of the part of it whose removal fits in `time`), drops the stale rows whose
+    /// children lie within the keys it removed, marks the unlinks pending, commits.
     fn sweep_chunk(
         &self,
         chunk: &[Removal],
         time: Duration,
         doomed: &FastSet<String>,
         kept: &mut FastSet<String>,
+        stale: &mut Stale,
         report: &mut GcReport,
     ) -> Result<Swept> {
         let t0 = Instant::now();
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         w.defer_counts();
+        w.defer_parent_links()?;
         self.recheck(&w, doomed, kept)?;
         let mut removed = Vec::new();
         let mut removals = Vec::new();
@@ -490,8 +527,11 @@ impl Store {
             self.write_index_json(&w)?;
             report.index_json_rewritten = true;
         }
+        // The stale rows under the keys this chunk removed lie on pages it rewrites anyway.
+        let (due, left) = stale.due(&removed, w.take_deferred_links()?);
+        w.drop_stale_parent_links(&due)?;
         w.flush_counts()?;
-        let batch = w.add_pending(&removed)?;
+        let batch = w.add_pending(&removed, &left)?;
         drop(w);
         let work = t0.elapsed();
         self.mark_pending(&removed)?;
@@ -499,6 +539,7 @@ impl Store {
             self.unmark_pending(&removed);
             return Err(e.into());
         }
+        stale.settle(&due, left);
         report.removed_blobs += removed.len() as u64;
         report.removed.extend(removals);
         let pause = t0.elapsed();
@@ -551,10 +592,22 @@ impl Store {
 
     /// Finishes unlinks a crashed process committed but did not do (on open, before any other
     /// write): the files of `PENDING` digests that are not indexed again.
-    pub(crate) fn unlink_pending(&self, batches: &[(u64, Vec<String>)]) -> Result<()> {
+    pub(crate) fn unlink_pending(&self, batches: &[PendingBatch]) -> Result<()> {
+        let mut links: Vec<(String, String)> = batches
+            .iter()
+            .flat_map(|b| b.links.iter().cloned())
+            .collect();
+        if !links.is_empty() {
+            links.sort_unstable();
+            let txn = self.write_txn()?;
+            let w = Writer::collector(&txn);
+            w.drop_stale_parent_links(&links)?;
+            drop(w);
+            txn.commit()?;
+        }
         let reader = self.reader()?;
         let mut todo = Vec::new();
-        for d in batches.iter().flat_map(|(_, digests)| digests) {
+        for d in batches.iter().flat_map(|b| &b.digests) {
             if reader.blob(d)?.is_none() {
                 todo.push(d.clone());
             }
@@ -564,7 +617,7 @@ impl Store {
         self.unlink_marked(&todo)?;
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
-        let keys: Vec<u64> = batches.iter().map(|(k, _)| *k).collect();
+        let keys: Vec<u64> = batches.iter().map(|b| b.key).collect();
         self.unlinks_done(&w, &keys)?;
         drop(w);
         txn.commit()?;
@@ -809,7 +862,7 @@ impl Store {
         if entries_changed {
             self.write_index_json(&w)?;
         }
-        let batch = w.add_pending(&removed)?;
+        let batch = w.add_pending(&removed, &[])?;
         drop(w);
         self.mark_pending(&removed)?;
         if let Err(e) = txn.commit() {
@@ -1054,6 +1107,57 @@ fn parents_first(garbage: Vec<Removal>, parents: Vec<Vec<usize>>) -> Vec<Removal
         levels[l].push(g);
     }
     levels.into_iter().flatten().collect()
+}
+
+/// The stale `PARENTS` rows a collection has committed and not yet dropped: child -> parents.
+#[derive(Default)]
+struct Stale(BTreeMap<String, Vec<String>>);
+
+impl Stale {
+    /// Of the rows committed before and the chunk's own `new` ones, those whose child lies
+    /// within a run of ascending digests the chunk `removed` (sorted by child), and the new ones
+    /// left for later.
+    #[allow(clippy::type_complexity)]
+    fn due(
+        &self,
+        removed: &[String],
+        new: Vec<(String, String)>,
+    ) -> (Vec<(String, String)>, Vec<(String, String)>) {
+        // A chunk is a slice of the garbage, which is sorted within each level: one run, or
+        // two where it crosses into the next level.
+        let mut runs: Vec<(&str, &str)> = Vec::new();
+        for d in removed {
+            match runs.last_mut() {
+                Some((_, hi)) if d.as_str() >= *hi => *hi = d,
+                _ => runs.push((d, d)),
+            }
+        }
+        let within = |c: &str| runs.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
+        let mut due = Vec::new();
+        for (lo, hi) in &runs {
+            for (c, ps) in self.0.range::<str, _>((
+                std::ops::Bound::Included(*lo),
+                std::ops::Bound::Included(*hi),
+            )) {
+                due.extend(ps.iter().map(|p| (c.clone(), p.clone())));
+            }
+        }
+        let (now, left): (Vec<_>, Vec<_>) = new.into_iter().partition(|(c, _)| within(c));
+        due.extend(now);
+        due.sort_unstable();
+        due.dedup();
+        (due, left)
+    }
+
+    /// After the chunk committed: `due` went, `left` stays for later.
+    fn settle(&mut self, due: &[(String, String)], left: Vec<(String, String)>) {
+        for (c, _) in due {
+            self.0.remove(c);
+        }
+        for (c, p) in left {
+            self.0.entry(c).or_default().push(p);
+        }
+    }
 }
 
 fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
