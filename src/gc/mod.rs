@@ -1176,8 +1176,8 @@ impl Stale {
         Vec<(String, String)>,
         Vec<(String, String)>,
     ) {
-        // A chunk is a slice of the garbage, which is sorted within each level: one run, or
-        // two where it crosses into the next level.
+        // A chunk is a slice of the garbage, which is sorted within each pass of
+        // `parents_first`: one run, or two where it crosses into the next pass.
         let mut runs: Vec<(&str, &str)> = Vec::new();
         for d in removed {
             match runs.last_mut() {
@@ -1300,7 +1300,8 @@ mod tests {
 
     proptest! {
         /// Whatever the graph, every digest comes after each of its garbage parents, nothing is
-        /// lost or repeated, and the first pass is in ascending order.
+        /// lost or repeated, and the first pass, in ascending order, takes at least every digest
+        /// without a garbage parent.
         #[test]
         fn parents_come_first(n in 1usize..60, edges in proptest::collection::vec((0usize..60, 0usize..60), 0..150)) {
             let garbage: Vec<Removal> = (0..n)

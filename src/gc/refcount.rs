@@ -162,12 +162,8 @@ fn absent_but_live(r: &Reader, d: &str, t: &HashSet<String>, p: &Params<'_>) -> 
     if anchored(r, d, p)? {
         return Ok(true);
     }
-    for parent in r.parents(d)? {
-        if !t.contains(&parent) && r.blob(&parent)?.is_some() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    // `parents` lists present parents only.
+    Ok(r.parents(d)?.iter().any(|parent| !t.contains(parent)))
 }
 
 /// Whether a root keeps `d` by itself: the rule of [`super::graph::View::roots`], read from the
