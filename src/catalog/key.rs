@@ -45,6 +45,16 @@ pub(crate) fn dk(digest: &str) -> Dk<'_> {
     Dk::Text(digest)
 }
 
+/// The stored encoding of a digest's text, as a table holds it.
+pub(crate) fn encode(digest: &str) -> Encoded<'_> {
+    Dk::Text(digest).encode()
+}
+
+/// The text of a stored encoding.
+pub(crate) fn decode(stored: &[u8]) -> String {
+    Dk::Stored(stored).text().as_str().to_owned()
+}
+
 /// The bytes of an encoding.
 pub(crate) enum Encoded<'a> {
     Inline([u8; MAX_BINARY], usize),
@@ -81,7 +91,8 @@ impl DigestText<'_> {
 }
 
 impl<'a> Dk<'a> {
-    fn encode(&self) -> Encoded<'a> {
+    /// The stored encoding: borrowed as read from a table, or encoded from text.
+    pub(crate) fn encode(&self) -> Encoded<'a> {
         let s = match *self {
             Dk::Stored(b) => return Encoded::Borrowed(b),
             Dk::Text(s) => s,

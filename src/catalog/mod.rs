@@ -56,6 +56,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Parsed;
 use crate::refname::{LinkKind, ReferrerTag};
 use key::{DigestKey, dk};
+pub(crate) use key::{decode as digest_of_key, encode as key_of_digest};
 
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
@@ -395,6 +396,21 @@ macro_rules! reads {
             Ok(out)
         }
 
+        /// The digests that tags and untagged index.json entries name, sorted, each once.
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn named_digests(&self) -> Result<Vec<String>> {
+            let mut out = Vec::new();
+            for row in self.t_tags()?.iter()? {
+                out.push(row?.1.value().0.to_owned());
+            }
+            for row in self.t_untagged()?.iter()? {
+                out.push(row?.0.value().to_string());
+            }
+            out.sort_unstable();
+            out.dedup();
+            Ok(out)
+        }
+
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn tags_of(&self, digest: &str) -> Result<Vec<String>> {
             let t = self.t_tags_by_digest()?;
@@ -728,12 +744,59 @@ impl Reader {
         Ok(())
     }
 
-    /// Every referrer edge (all sources), as (subject, referrer).
-    pub(crate) fn for_each_referrer(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
+    /// Every blob, by the stored encoding of its digest ([`key_of_digest`]), in key order.
+    pub(crate) fn for_each_blob_key(&self, mut f: impl FnMut(&[u8], BlobRecord)) -> Result<()> {
+        for row in self.t_blobs()?.iter()? {
+            let (k, v) = row?;
+            f(k.value().encode().as_ref(), BlobRecord::decode(v.value())?);
+        }
+        Ok(())
+    }
+
+    /// Every edge, as the stored encodings of (parent, child), in key order.
+    pub(crate) fn for_each_edge_key(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        for row in self.t_edges()?.iter()? {
+            let (k, vals) = row?;
+            let parent = k.value();
+            let parent = parent.encode();
+            for v in vals {
+                f(parent.as_ref(), v?.value().encode().as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every referrer edge (all sources), as the stored encodings of (subject, referrer).
+    pub(crate) fn for_each_referrer_key(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
         for row in self.t_referrers()?.iter()? {
             let (k, vals) = row?;
+            let subject = k.value();
+            let subject = subject.encode();
             for v in vals {
-                f(k.value().text().as_str(), v?.value().0.text().as_str());
+                f(subject.as_ref(), v?.value().0.encode().as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tag's name and digest, without its stored descriptor.
+    pub(crate) fn for_each_tag(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
+        for row in self.t_tags()?.iter()? {
+            let (k, v) = row?;
+            f(k.value(), v.value().0);
+        }
+        Ok(())
+    }
+
+    /// The digest of every untagged index.json entry (once per entry), in key order.
+    pub(crate) fn for_each_untagged_key(&self, mut f: impl FnMut(&[u8])) -> Result<()> {
+        for row in self.t_untagged()?.iter()? {
+            let (k, vals) = row?;
+            let d = k.value();
+            let d = d.encode();
+            for v in vals {
+                v?;
+                f(d.as_ref());
             }
         }
         Ok(())

@@ -14,13 +14,42 @@
 //!   referrer edges (every referrer of a live node is live).
 //!
 //! Digests are interned to dense ids, so that the graph is vectors of integers rather than maps
-//! of strings.
+//! of strings. They are interned by the index's stored encoding of the digest
+//! ([`catalog::key_of_digest`]), 33 bytes for sha256 and blake3, which loading from the index
+//! reads as is: no digest is turned into text unless it is reported.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::fasthash::FastMap;
 use super::policy::{Mode, Policy};
+use crate::catalog;
+
+/// A digest as the view holds it: its stored encoding, inline when it is 33 bytes long.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Short([u8; 33]),
+    Long(Box<[u8]>),
+}
+
+impl Key {
+    fn new(stored: &[u8]) -> Key {
+        match <[u8; 33]>::try_from(stored) {
+            Ok(b) => Key::Short(b),
+            Err(_) => Key::Long(stored.into()),
+        }
+    }
+
+    fn of(digest: &str) -> Key {
+        Key::new(catalog::key_of_digest(digest).as_ref())
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Key::Short(b) => catalog::digest_of_key(b),
+            Key::Long(b) => catalog::digest_of_key(b),
+        }
+    }
+}
 
 /// One present blob.
 #[derive(Clone, Debug, Default)]
@@ -35,9 +64,11 @@ pub(crate) struct Node {
 /// The graph of a store at one moment.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct View {
-    ids: FastMap<Arc<str>, u32>,
-    /// The digest of each id: the same allocation as its key in `ids`.
-    names: Vec<Arc<str>>,
+    ids: FastMap<Key, u32>,
+    /// The digest of each id.
+    names: Vec<Key>,
+    /// The last id `id_of_key` returned, with its key: edge rows come grouped by parent.
+    last: Option<(Key, u32)>,
     /// Present blobs (`None`: named by an edge or an entry, but absent).
     nodes: Vec<Option<Node>>,
     children: Vec<Vec<u32>>,
@@ -89,32 +120,53 @@ impl View {
     }
 
     fn id(&mut self, d: &str) -> u32 {
-        if let Some(&i) = self.ids.get(d) {
-            return i;
+        self.id_of(Key::of(d))
+    }
+
+    fn id_of(&mut self, key: Key) -> u32 {
+        let next = self.names.len() as u32;
+        let i = *self.ids.entry(key.clone()).or_insert(next);
+        if i == next {
+            self.names.push(key);
+            self.nodes.push(None);
+            self.children.push(Vec::new());
+            self.referrers.push(Vec::new());
+            self.subjects.push(Vec::new());
         }
-        let i = self.names.len() as u32;
-        let name: Arc<str> = Arc::from(d);
-        self.ids.insert(Arc::clone(&name), i);
-        self.names.push(name);
-        self.nodes.push(None);
-        self.children.push(Vec::new());
-        self.referrers.push(Vec::new());
-        self.subjects.push(Vec::new());
+        i
+    }
+
+    /// The id of a stored encoding, remembering it for the next call.
+    fn id_of_key(&mut self, stored: &[u8]) -> u32 {
+        if let Some((Key::Short(k), i)) = &self.last
+            && k[..] == *stored
+        {
+            return *i;
+        }
+        let key = Key::new(stored);
+        let i = self.id_of(key.clone());
+        self.last = Some((key, i));
         i
     }
 
     /// The id of a digest the view knows.
     pub fn lookup(&self, d: &str) -> Option<u32> {
-        self.ids.get(d).copied()
+        self.ids.get(&Key::of(d)).copied()
     }
 
     /// The digest of an id.
-    pub fn name(&self, id: u32) -> &str {
-        &self.names[id as usize]
+    pub fn name(&self, id: u32) -> String {
+        self.names[id as usize].text()
     }
 
     pub fn add_blob(&mut self, d: &str, node: Node) {
         let i = self.id(d);
+        self.nodes[i as usize] = Some(node);
+    }
+
+    /// [`View::add_blob`] by the digest's stored encoding.
+    pub fn add_blob_key(&mut self, stored: &[u8], node: Node) {
+        let i = self.id_of(Key::new(stored));
         self.nodes[i as usize] = Some(node);
     }
 
@@ -123,8 +175,26 @@ impl View {
         self.children[p as usize].push(c);
     }
 
+    /// [`View::add_edge`] by stored encodings.
+    pub fn add_edge_keys(&mut self, parent: &[u8], child: &[u8]) {
+        let p = self.id_of_key(parent);
+        let c = self.id_of(Key::new(child));
+        self.children[p as usize].push(c);
+    }
+
     pub fn add_link(&mut self, subject: &str, referrer: &str) {
         let (s, r) = (self.id(subject), self.id(referrer));
+        self.link(s, r);
+    }
+
+    /// [`View::add_link`] by stored encodings.
+    pub fn add_link_keys(&mut self, subject: &[u8], referrer: &[u8]) {
+        let s = self.id_of_key(subject);
+        let r = self.id_of(Key::new(referrer));
+        self.link(s, r);
+    }
+
+    fn link(&mut self, s: u32, r: u32) {
         self.referrers[s as usize].push(r);
         self.subjects[r as usize].push(s);
     }
@@ -136,6 +206,12 @@ impl View {
 
     pub fn add_untagged(&mut self, d: &str) {
         let i = self.id(d);
+        self.untagged.push(i);
+    }
+
+    /// [`View::add_untagged`] by the digest's stored encoding.
+    pub fn add_untagged_key(&mut self, stored: &[u8]) {
+        let i = self.id_of(Key::new(stored));
         self.untagged.push(i);
     }
 
@@ -176,7 +252,7 @@ impl View {
             .map(|i| {
                 self.children[i as usize]
                     .iter()
-                    .map(|&c| self.names[c as usize].to_string())
+                    .map(|&c| self.names[c as usize].text())
                     .collect()
             })
             .unwrap_or_default()
@@ -186,7 +262,7 @@ impl View {
     pub fn referrer_names(&self) -> Vec<String> {
         (0..self.names.len())
             .filter(|&i| !self.subjects[i].is_empty())
-            .map(|i| self.names[i].to_string())
+            .map(|i| self.names[i].text())
             .collect()
     }
 
@@ -291,7 +367,7 @@ impl View {
             .map(|(i, n)| {
                 let i = i as u32;
                 let size = n.as_ref().map_or(0, |n| n.size);
-                (self.names[i as usize].to_string(), size, self.reason(i, p))
+                (self.names[i as usize].text(), size, self.reason(i, p))
             })
             .collect();
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -303,11 +379,11 @@ impl View {
         let subjects = &self.subjects[i as usize];
         if !subjects.is_empty() {
             if let Some(&s) = subjects.iter().find(|&&s| self.nodes[s as usize].is_some()) {
-                return format!("referrer of {}, which is not live", self.names[s as usize]);
+                return format!("referrer of {}, which is not live", self.name(s));
             }
             return format!(
                 "dangling referrer (subject {} absent) older than the grace period",
-                self.names[subjects[0] as usize]
+                self.name(subjects[0])
             );
         }
         if p.delete_untagged && self.untagged.contains(&i) {
@@ -353,4 +429,34 @@ pub(crate) fn mark(view: &View, p: &Params<'_>) -> Marks {
         }
     }
     Marks { via }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_added_by_text_or_by_stored_key_is_one_node() {
+        let sha256 = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let sha512 = format!("sha512:{}", "fedcba9876543210".repeat(8));
+        let odd = "sha256:NOT-HEX".to_string();
+        let mut view = View::default();
+        for d in [&sha256, &sha512, &odd] {
+            view.add_blob_key(catalog::key_of_digest(d).as_ref(), Node::default());
+        }
+        view.add_edge(&sha256, &sha512);
+        view.add_edge_keys(
+            catalog::key_of_digest(&sha256).as_ref(),
+            catalog::key_of_digest(&odd).as_ref(),
+        );
+        view.add_link(&sha512, &odd);
+        assert_eq!(view.names.len(), 3);
+        for d in [&sha256, &sha512, &odd] {
+            let id = view.lookup(d).expect("interned");
+            assert_eq!(&view.name(id), d);
+            assert!(view.is_present(d));
+        }
+        assert_eq!(view.children_of(&sha256), vec![sha512.clone(), odd.clone()]);
+        assert_eq!(view.referrer_names(), vec![odd]);
+    }
 }

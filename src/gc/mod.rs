@@ -418,11 +418,7 @@ impl Store {
         // names, one pass over both tables finds them for less than two lookups per removal.
         let sizes = w.name_counts()?;
         let named: Vec<String> = if doomed.len() > sizes {
-            let mut named: Vec<String> = w.tags()?.into_iter().map(|t| t.digest).collect();
-            named.extend(w.untagged()?.into_iter().map(|(d, _)| d));
-            named.sort_unstable();
-            named.dedup();
-            named
+            w.named_digests()?
         } else {
             let mut named: Vec<String> = doomed.iter().cloned().collect();
             named.sort_unstable();
@@ -1222,8 +1218,8 @@ fn ms(d: Duration) -> f64 {
 fn load_view(r: &Reader, policy: &Policy) -> Result<View> {
     let blobs = r.table_sizes()?.blobs;
     let mut view = View::with_capacity(usize::try_from(blobs).unwrap_or(0).saturating_add(1024));
-    r.for_each_blob(|d, rec| {
-        view.add_blob(
+    r.for_each_blob_key(|d, rec| {
+        view.add_blob_key(
             d,
             Node {
                 size: rec.size,
@@ -1233,8 +1229,8 @@ fn load_view(r: &Reader, policy: &Policy) -> Result<View> {
             },
         );
     })?;
-    r.for_each_edge(|p, c| view.add_edge(p, c))?;
-    r.for_each_referrer(|s, rf| view.add_link(s, rf))?;
+    r.for_each_edge_key(|p, c| view.add_edge_keys(p, c))?;
+    r.for_each_referrer_key(|s, rf| view.add_link_keys(s, rf))?;
     // The artifact type decides the policy, which matters for referrers only, and only when
     // the policy tells types apart.
     let names = if policy.is_uniform() {
@@ -1245,14 +1241,12 @@ fn load_view(r: &Reader, policy: &Policy) -> Result<View> {
     for d in names {
         view.set_artifact_type(&d, r.manifest(&d)?.and_then(|m| m.artifact_type));
     }
-    for row in r.tags()? {
-        if ReferrerTag::parse(&row.tag).is_none() {
-            view.add_tag(row.tag, &row.digest);
+    r.for_each_tag(|tag, d| {
+        if ReferrerTag::parse(tag).is_none() {
+            view.add_tag(tag.to_owned(), d);
         }
-    }
-    for (d, _) in r.untagged()? {
-        view.add_untagged(&d);
-    }
+    })?;
+    r.for_each_untagged_key(|d| view.add_untagged_key(d))?;
     for p in r.pins()? {
         view.add_pin(&p);
     }
