@@ -346,11 +346,9 @@ impl Store {
         std::thread::scope(|scope| -> Result<()> {
             let unlinker = Unlinker::start(scope, self, garbage.len());
             let swept = (|| -> Result<()> {
-                // Tags and index.json entries of the garbage go first, in one transaction with
-                // one index.json rewrite, so that the blob chunks after it leave index.json alone.
-                let t = Instant::now();
-                report.index_json_rewritten |= self.sweep_entries(&doomed, &mut kept)?;
-                report.max_pause_ms = report.max_pause_ms.max(ms(t.elapsed()));
+                // Tags and index.json entries of the garbage go first, so that the blob chunks
+                // after them leave index.json alone.
+                self.sweep_entries(&doomed, &mut kept, opts, report)?;
                 let mut rest = &garbage[..];
                 let mut budget = Budget::new(opts.chunk_time);
                 while !rest.is_empty() {
@@ -409,41 +407,66 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the tags and index.json entries of the garbage, rewriting index.json once.
-    fn sweep_entries(&self, doomed: &FastSet<String>, kept: &mut FastSet<String>) -> Result<bool> {
-        let txn = self.write_txn()?;
-        let w = Writer::collector(&txn);
-        self.recheck(&w, doomed, kept)?;
-        // Only digests a tag or an entry names have names to remove. With more garbage than
-        // names, one pass over both tables finds them for less than two lookups per removal.
-        let sizes = w.name_counts()?;
-        let named: Vec<String> = if doomed.len() > sizes {
-            w.named_digests()?
-        } else {
-            let mut named: Vec<String> = doomed.iter().cloned().collect();
-            named.sort_unstable();
-            named
-        };
-        let mut changed = false;
-        for d in named {
-            if !doomed.contains(&d) || kept.contains(&d) {
-                continue;
+    /// Removes the tags and index.json entries of the garbage, in transactions of about half
+    /// of `opts.chunk_time` of removals each, leaving time for the commit. Each transaction
+    /// that removes a name rewrites index.json once. No blob has gone yet, so index.json never
+    /// names a removed blob, whichever of them a crash interrupts.
+    fn sweep_entries(
+        &self,
+        doomed: &FastSet<String>,
+        kept: &mut FastSet<String>,
+        opts: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut named: Option<Vec<String>> = None;
+        let mut next = 0;
+        loop {
+            let t0 = Instant::now();
+            let txn = self.write_txn()?;
+            let w = Writer::collector(&txn);
+            self.recheck(&w, doomed, kept)?;
+            // Only digests a tag or an entry names have names to remove. With more garbage
+            // than names, one pass over both tables finds them for less than two lookups per
+            // removal.
+            let named = match &mut named {
+                Some(n) => n,
+                None if doomed.len() > w.name_counts()? => named.insert(w.named_digests()?),
+                None => {
+                    let mut n: Vec<String> = doomed.iter().cloned().collect();
+                    n.sort_unstable();
+                    named.insert(n)
+                }
+            };
+            let mut changed = false;
+            // At least 7 names per transaction, however short the time.
+            let mut taken = 0;
+            while next < named.len() && (taken % 8 != 7 || t0.elapsed() < opts.chunk_time / 2) {
+                let d = &named[next];
+                next += 1;
+                taken += 1;
+                if !doomed.contains(d) || kept.contains(d) {
+                    continue;
+                }
+                for tag in w.tags_of(d)? {
+                    w.remove_tag(&tag)?;
+                    changed = true;
+                }
+                if has_entries(&w, d)? {
+                    w.remove_entries(d)?;
+                    changed = true;
+                }
             }
-            for tag in w.tags_of(&d)? {
-                w.remove_tag(&tag)?;
-                changed = true;
+            if changed {
+                self.write_index_json(&w)?;
             }
-            if has_entries(&w, &d)? {
-                w.remove_entries(&d)?;
-                changed = true;
+            drop(w);
+            txn.commit()?;
+            report.index_json_rewritten |= changed;
+            report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
+            if next >= named.len() {
+                return Ok(());
             }
         }
-        if changed {
-            self.write_index_json(&w)?;
-        }
-        drop(w);
-        txn.commit()?;
-        Ok(changed)
     }
 
     /// Drops, in key order and in transactions of about `opts.chunk_time`, the stale rows no
@@ -458,7 +481,8 @@ impl Store {
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
             let mut done = 0;
-            while done < rest.len() && t0.elapsed() < opts.chunk_time / 2 {
+            // At least one child's rows per transaction, however short the time.
+            while done < rest.len() && (done == 0 || t0.elapsed() < opts.chunk_time / 2) {
                 let mut end = (done + 256).min(rest.len());
                 // A child's rows go in one transaction, with one recount.
                 while end < rest.len() && rest[end].0 == rest[end - 1].0 {
