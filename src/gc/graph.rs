@@ -44,10 +44,10 @@ impl Key {
     }
 
     fn text(&self) -> String {
-        match self {
-            Key::Short(b) => catalog::digest_of_key(b),
-            Key::Long(b) => catalog::digest_of_key(b),
-        }
+        catalog::digest_of_key(match self {
+            Key::Short(b) => b,
+            Key::Long(b) => b,
+        })
     }
 }
 
