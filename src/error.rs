@@ -59,6 +59,17 @@ pub enum Error {
     /// A tag, digest or file that is not in the store.
     #[error("{0} not found")]
     NotFound(String),
+    /// A write would make content reachable that a running collection has partly removed.
+    #[error(
+        "{digest} is being collected: {gone}, which it reaches, is already gone; push {gone} \
+         again, or retry once the collection has ended"
+    )]
+    BeingCollected {
+        /// The digest the write would make reachable.
+        digest: String,
+        /// A digest below it (a child or a referrer) that the collection removed.
+        gone: String,
+    },
     /// A manifest operation was asked of content that is not a manifest.
     #[error("{digest} is not a manifest or index (media type {media_type})")]
     NotAManifest {

@@ -604,6 +604,7 @@ impl Store {
             track,
             staged: Vec::new(),
             index_dirty: false,
+            rooted: Vec::new(),
         })
     }
 
@@ -655,6 +656,7 @@ impl Store {
             if w.blob(d.as_str())?.is_none() {
                 return Ok(None);
             }
+            self.refuse_collected(&w, &[d.to_string()])?;
             w.touch(d.as_str())?;
             drop(w);
             txn.commit()?;
@@ -1224,6 +1226,8 @@ pub struct Batch<'s> {
     track: bool,
     staged: Vec<Staged>,
     index_dirty: bool,
+    /// Digests this batch makes reachable: its manifests and what it tags or lists.
+    rooted: Vec<String>,
 }
 
 impl Batch<'_> {
@@ -1302,6 +1306,9 @@ impl Batch<'_> {
             existed: false,
         };
         drop(w);
+        if put.media_type.is_some() {
+            self.rooted.push(put.digest.to_string());
+        }
         self.index_dirty |= listed;
         self.staged.push(staged);
         Ok(put)
@@ -1328,6 +1335,7 @@ impl Batch<'_> {
         w.set_tag(tag, digest.as_str(), &entry)?;
         drop(w);
         self.index_dirty = true;
+        self.rooted.push(digest.to_string());
         Ok(digest)
     }
 
@@ -1346,6 +1354,7 @@ impl Batch<'_> {
         }
         drop(w);
         self.index_dirty = true;
+        self.rooted.push(entry.digest.to_string());
         Ok(())
     }
 
@@ -1363,6 +1372,9 @@ impl Batch<'_> {
     /// Publishes the staged files (fsynced in parallel, renamed, directories fsynced), rewrites
     /// index.json if an entry changed, and commits the index.
     pub fn commit(mut self) -> Result<()> {
+        if !self.rooted.is_empty() {
+            self.store.refuse_collected(&self.writer(), &self.rooted)?;
+        }
         if self.index_dirty {
             // Before any file is published: an index.json another tool left unreadable fails
             // the commit with nothing written.

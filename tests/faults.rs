@@ -19,7 +19,7 @@ use std::time::Duration;
 use ocistore::fault::{self, Step};
 use ocistore::gc::{DeleteOptions, GcOptions, Strategy};
 use ocistore::verify::VerifyOptions;
-use ocistore::{Digest, Entry, Options, PutOptions, Store};
+use ocistore::{Digest, Entry, Error, Options, PutOptions, Store};
 use serde_json::json;
 
 mod common;
@@ -441,6 +441,36 @@ fn unlinks_cut_short_are_finished_on_the_next_open() {
     assert!(live.iter().all(|d| after.contains(d)));
 }
 
+/// A collection with no grace, one digest per chunk; with `fail`, every commit of the index
+/// fails once the first chunk has committed.
+fn gc_in_chunks_of_one(
+    store: &Store,
+    root: &Path,
+    fail: bool,
+) -> ocistore::Result<ocistore::gc::GcReport> {
+    let failing = Arc::new(AtomicUsize::new(0));
+    let flag = Arc::clone(&failing);
+    let _f = fault::install(
+        root.to_path_buf(),
+        Arc::new(move |step, _| {
+            (step == Step::IndexSync && flag.load(Ordering::SeqCst) > 0)
+                .then(|| io::Error::from_raw_os_error(libc::EIO))
+        }),
+    );
+    store.set_sweep_hook(Some(Arc::new(move |_| {
+        if fail {
+            failing.fetch_add(1, Ordering::SeqCst);
+        }
+    })));
+    let result = store.gc(&GcOptions {
+        grace: Duration::ZERO,
+        chunk: 1,
+        ..GcOptions::default()
+    });
+    store.set_sweep_hook(None);
+    result
+}
+
 /// A sweep leaves the parent rows of a removed manifest under a child that stays (here a layer
 /// two images share) for a later transaction to drop. Whether that transaction runs in the same
 /// collection or, after a commit failed, on the next open, the layer's count ends exact: once
@@ -459,29 +489,7 @@ fn stale_parent_rows_are_dropped_by_the_sweep_or_on_the_next_open() {
         }
         store.untag("x").unwrap();
         // Once the first chunk (x's manifest) has committed, every commit of the index fails.
-        let failing = Arc::new(AtomicUsize::new(0));
-        let result = {
-            let flag = Arc::clone(&failing);
-            let _f = fault::install(
-                root.clone(),
-                Arc::new(move |step, _| {
-                    (step == Step::IndexSync && flag.load(Ordering::SeqCst) > 0)
-                        .then(|| io::Error::from_raw_os_error(libc::EIO))
-                }),
-            );
-            let flag = Arc::clone(&failing);
-            store.set_sweep_hook(Some(Arc::new(move |_| {
-                if fail {
-                    flag.fetch_add(1, Ordering::SeqCst);
-                }
-            })));
-            store.gc(&GcOptions {
-                grace: Duration::ZERO,
-                chunk: 1,
-                ..GcOptions::default()
-            })
-        };
-        store.set_sweep_hook(None);
+        let result = gc_in_chunks_of_one(&store, &root, fail);
         assert_eq!(result.is_err(), fail, "{:?}", result.map(|r| r.removed));
         drop(store);
 
@@ -506,4 +514,68 @@ fn stale_parent_rows_are_dropped_by_the_sweep_or_on_the_next_open() {
         assert!(store.blob_info(&shared.0).unwrap().is_none());
         assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
     }
+}
+
+/// The sweep removes garbage in key order, so a garbage manifest may lose a child before it goes
+/// itself. If the collection then fails, the store still refuses to make that manifest reachable,
+/// after a reopen too, until a collection completes (and removes it) or the child is pushed
+/// again.
+#[test]
+fn a_failed_collection_still_refuses_to_revive_what_it_left_incomplete() {
+    for variant in 0..100 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::init(&root, &Options::default()).unwrap();
+        let layer = put(&store, format!("layer {variant}").as_bytes()).unwrap();
+        let config = put(&store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
+        let m = put(&store, &image_doc(&config, &layer)).unwrap();
+        let first = config.0.clone().min(layer.0.clone());
+        if m.0 < first {
+            continue;
+        }
+        let first_bytes = store.read_all(&first).unwrap();
+        // Once the first chunk (the first child) has committed, every commit of the index fails.
+        let result = gc_in_chunks_of_one(&store, &root, true);
+        assert!(result.is_err());
+        drop(store);
+
+        let store = Store::open(&root, &Options::default()).unwrap();
+        assert!(
+            store.blob_info(&first).unwrap().is_none(),
+            "no chunk committed"
+        );
+        assert!(store.blob_info(&m.0).unwrap().is_some());
+        match store.tag(m.0.as_str(), "revived") {
+            Err(Error::BeingCollected { digest, gone }) => {
+                assert_eq!(digest, m.0.as_str());
+                assert_eq!(gone, first.as_str());
+            }
+            other => panic!("tag: {other:?}"),
+        }
+        assert!(matches!(store.pin(&m.0), Err(Error::BeingCollected { .. })));
+        assert!(store.resolve("revived").is_err());
+        // The incomplete manifest is garbage, not damage.
+        assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+
+        // Pushed again, the child makes the manifest whole: it can be tagged.
+        assert!(!put(&store, &first_bytes).unwrap().0.to_string().is_empty());
+        store.tag(m.0.as_str(), "revived").unwrap();
+        store.gc(&GcOptions::default()).unwrap();
+        for d in [&m.0, &config.0, &layer.0] {
+            assert!(store.blob_info(d).unwrap().is_some(), "{d} lost");
+        }
+        // A complete collection lifts the refusal: the image, untagged, goes; pushed again, it
+        // can be tagged at once.
+        store.untag("revived").unwrap();
+        store.gc(&GcOptions::default()).unwrap();
+        assert!(store.blob_info(&m.0).unwrap().is_none());
+        let layer2 = put(&store, format!("layer {variant}").as_bytes()).unwrap();
+        let config2 = put(&store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
+        let m2 = put(&store, &image_doc(&config2, &layer2)).unwrap();
+        assert_eq!(m2.0, m.0);
+        store.tag(m2.0.as_str(), "again").unwrap();
+        assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+        return;
+    }
+    panic!("no variant put a child first");
 }

@@ -622,6 +622,117 @@ fn pins_survive_the_rebuild_of_an_index_of_an_older_schema() {
     assert!(!present(&store, dir.path(), &other));
 }
 
+/// The sweep removes garbage in key order, so a garbage manifest can lose a child before it
+/// goes itself. Until the collection ends, a write that would make such a
+/// manifest reachable again (a tag, a pin, an index listing it) is refused; once the missing
+/// content is pushed again, it goes through, and the image is whole after the collection.
+#[test]
+fn a_manifest_that_lost_content_to_a_running_sweep_is_not_made_reachable() {
+    // Scenarios: the first removal is a child of the image, or of its signature.
+    for want_referrer in [false, true] {
+        let mut checked = false;
+        for variant in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+            let layer = format!("layer {variant}");
+            let m = image(&store, &format!("{variant}"), &[&layer]);
+            let sig = artifact(&store, SIG, &format!("signature {variant}"), Some(&m));
+            let children = store.children(&m).unwrap();
+            let sig_children = store.children(&sig).unwrap();
+            let mut garbage: Vec<Digest> = all_blobs(&store, &[&m, &sig]).into_iter().collect();
+            garbage.sort();
+            let first = garbage[0].clone();
+            let fits = if want_referrer {
+                sig_children.contains(&first) && !children.contains(&first)
+            } else {
+                children.contains(&first)
+            };
+            if !fits {
+                continue;
+            }
+            let content = store.read_all(&first).unwrap();
+            let calls = Arc::new(Mutex::new(0));
+            {
+                let (store2, calls, m, first) = (
+                    Arc::clone(&store),
+                    Arc::clone(&calls),
+                    m.clone(),
+                    first.clone(),
+                );
+                store.set_sweep_hook(Some(Arc::new(move |removed: &[String]| {
+                    let mut n = calls.lock().unwrap();
+                    *n += 1;
+                    if *n > 1 {
+                        return;
+                    }
+                    assert_eq!(removed, [first.to_string()]);
+                    let refused = |r: Result<(), Error>, root: &str, what: &str| match r {
+                        Err(Error::BeingCollected { digest, gone }) => {
+                            assert_eq!(digest, root, "{what}");
+                            assert_eq!(gone, first.as_str(), "{what}");
+                        }
+                        other => panic!("{what}: {other:?}"),
+                    };
+                    refused(
+                        store2.tag(m.as_str(), "again").map(|_| ()),
+                        m.as_str(),
+                        "tag",
+                    );
+                    refused(store2.pin(&m).map(|_| ()), m.as_str(), "pin");
+                    let index = serde_json::to_vec(&json!({"schemaVersion": 2,
+                        "mediaType": INDEX,
+                        "manifests": [desc(MANIFEST, &(m.clone(), size_of(&store2, &m)))]}))
+                    .unwrap();
+                    let opts = PutOptions {
+                        media_type: Some(INDEX.into()),
+                        ..Default::default()
+                    };
+                    let index_digest = Digest::sha256(&index);
+                    refused(
+                        store2.put(&mut &index[..], &opts).map(|_| ()),
+                        index_digest.as_str(),
+                        "index",
+                    );
+                    assert!(store2.blob_info(&index_digest).unwrap().is_none());
+                    assert!(store2.resolve("again").is_err(), "a refused tag stays out");
+                    // Pushed again, the missing content makes the image whole: now it can be
+                    // tagged.
+                    let p = store2
+                        .put(&mut &content[..], &PutOptions::default())
+                        .unwrap();
+                    assert_eq!(p.digest, first);
+                    assert!(!p.existed);
+                    store2.tag(m.as_str(), "again").unwrap();
+                })));
+            }
+            let r = store
+                .gc(&GcOptions {
+                    chunk: 1,
+                    ..GcOptions::default()
+                })
+                .unwrap();
+            store.set_sweep_hook(None);
+            assert!(*calls.lock().unwrap() >= 1, "{r:?}");
+            assert_eq!(r.removed_blobs, 1, "only the first removal happened: {r:?}");
+            assert_eq!(store.resolve("again").unwrap(), m);
+            for d in all_blobs(&store, &[&m, &sig]) {
+                assert!(present(&store, dir.path(), &d), "{d} was lost");
+            }
+            assert!(
+                store
+                    .referrers(&m, &Default::default())
+                    .unwrap()
+                    .manifests
+                    .iter()
+                    .any(|x| x.digest == sig.as_str())
+            );
+            checked = true;
+            break;
+        }
+        assert!(checked, "no variant put the wanted digest first");
+    }
+}
+
 /// The race of distribution #2094: a digest the collection's commit removed, pushed again before
 /// the sweeper unlinks it, must end up present and indexed. Driven with the sweep failpoint.
 #[test]

@@ -34,6 +34,10 @@
 //!   of thousands of removals adds and later clears one row, not thousands. `CHANGED` records
 //!   digests written while a collection runs.
 //! - `PINS` holds pinned digests.
+//! - `COLLECTED` holds digests a collection removed while a garbage manifest listing them may
+//!   still be present ([`Writer::add_collected`]); writes check it before they make a digest
+//!   reachable (`Store::refuse_collected`, where the invariant is stated). Only write
+//!   transactions open it, so an index without it (written before it existed) needs no rebuild.
 //! - `TAG_COUNTED` holds `subject -> referrer` for the cosign and fallback tag links that count
 //!   as support in `COUNTS`: only while both are present, and only when, at the moment the link
 //!   became active, the subject was a manifest linked to no subject of its own and the referrer a
@@ -84,6 +88,7 @@ pub(crate) const CANDIDATES: TableDefinition<DigestKey, ()> = TableDefinition::n
 pub(crate) const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_unlinks");
 pub(crate) const CHANGED: TableDefinition<DigestKey, ()> = TableDefinition::new("changed");
 pub(crate) const PINS: TableDefinition<DigestKey, u64> = TableDefinition::new("pins");
+pub(crate) const COLLECTED: TableDefinition<DigestKey, ()> = TableDefinition::new("collected");
 pub(crate) const TAG_COUNTED: MultimapTableDefinition<DigestKey, DigestKey> =
     MultimapTableDefinition::new("tag_counted");
 
@@ -730,16 +735,6 @@ impl Reader {
         for row in self.t_blobs()?.iter()? {
             let (k, v) = row?;
             f(k.value().text().as_str(), BlobRecord::decode(v.value())?);
-        }
-        Ok(())
-    }
-
-    pub(crate) fn for_each_edge(&self, mut f: impl FnMut(&str, &str)) -> Result<()> {
-        for row in self.t_edges()?.iter()? {
-            let (k, vals) = row?;
-            for v in vals {
-                f(k.value().text().as_str(), v?.value().text().as_str());
-            }
         }
         Ok(())
     }
@@ -1805,6 +1800,41 @@ impl<'t> Writer<'t> {
         let mut t = self.t_pending()?;
         for b in batches {
             t.remove(b)?;
+        }
+        Ok(())
+    }
+
+    /// Records digests a sweep transaction removes (see `COLLECTED`).
+    pub(crate) fn add_collected(&self, digests: &[String]) -> Result<()> {
+        let mut t = self.txn.open_table(COLLECTED)?;
+        for d in digests {
+            t.insert(dk(d.as_str()), ())?;
+        }
+        Ok(())
+    }
+
+    /// Whether `COLLECTED` is empty: no collection has removed anything since the last one
+    /// that completed.
+    pub(crate) fn no_collected(&self) -> Result<bool> {
+        Ok(self.txn.open_table(COLLECTED)?.is_empty()?)
+    }
+
+    /// Whether `digest` is in `COLLECTED`.
+    pub(crate) fn is_collected(&self, digest: &str) -> Result<bool> {
+        Ok(self.txn.open_table(COLLECTED)?.get(dk(digest))?.is_some())
+    }
+
+    /// Empties `COLLECTED`, but for the digests in `keep`.
+    pub(crate) fn clear_collected(&self, keep: &[String]) -> Result<()> {
+        let mut t = self.txn.open_table(COLLECTED)?;
+        let kept: Vec<String> = keep
+            .iter()
+            .filter(|d| t.get(dk(d.as_str())).is_ok_and(|v| v.is_some()))
+            .cloned()
+            .collect();
+        t.retain(|_, _| false)?;
+        for d in &kept {
+            t.insert(dk(d.as_str()), ())?;
         }
         Ok(())
     }

@@ -220,39 +220,23 @@ impl View {
         self.pins.push(i);
     }
 
-    /// For each of `digests`, the positions in `digests` of those that list it as a child.
-    pub fn parents_within<'a>(
-        &self,
-        digests: impl ExactSizeIterator<Item = &'a str>,
-    ) -> Vec<Vec<usize>> {
-        let mut pos: Vec<Option<usize>> = vec![None; self.names.len()];
-        let mut ids = Vec::with_capacity(digests.len());
-        for (i, d) in digests.enumerate() {
-            let id = self.lookup(d);
-            if let Some(id) = id {
-                pos[id as usize] = Some(i);
-            }
-            ids.push(id);
-        }
-        let mut parents = vec![Vec::new(); ids.len()];
-        for (pi, id) in ids.iter().enumerate() {
-            let Some(id) = id else { continue };
-            for &c in &self.children[*id as usize] {
-                if let Some(ci) = pos[c as usize] {
-                    parents[ci].push(pi);
-                }
-            }
-        }
-        parents
+    /// The referrers of a digest (every source), by name.
+    pub fn referrers_of(&self, d: &str) -> Vec<String> {
+        self.named(d, &self.referrers)
     }
 
     /// The children of a digest, by name.
     pub fn children_of(&self, d: &str) -> Vec<String> {
+        self.named(d, &self.children)
+    }
+
+    /// The ids `adjacency` lists for a digest, by name.
+    fn named(&self, d: &str, adjacency: &[Vec<u32>]) -> Vec<String> {
         self.lookup(d)
             .map(|i| {
-                self.children[i as usize]
+                adjacency[i as usize]
                     .iter()
-                    .map(|&c| self.names[c as usize].text())
+                    .map(|&x| self.names[x as usize].text())
                     .collect()
             })
             .unwrap_or_default()

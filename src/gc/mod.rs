@@ -10,12 +10,16 @@
 //! 1. **Start.** In a write transaction (so it waits for writes in flight), the `CHANGED` set is
 //!    emptied and the store starts recording every digest that writes touch.
 //! 2. **Mark** on a snapshot taken after that commit, outside any lock.
-//! 3. **Sweep**, in chunks. Each chunk is one write transaction (the only pause writers see):
+//! 3. **Sweep**, in chunks of the garbage in key order, referrers before their subjects
+//!    (`sweep_order`). Each chunk is one write transaction (the only pause writers see):
 //!    candidates reachable from anything written since the start (the `CHANGED` set, leases)
-//!    are kept; the rest lose their rows, their tags and entries, and are listed in `PENDING`;
+//!    are kept; the rest lose their rows, their tags and entries, and are listed in `PENDING`
+//!    and `COLLECTED`;
 //!    index.json is rewritten if an entry went; commit. The `PARENTS` rows of removed manifests
 //!    under children that stay are left stale and dropped in key order, by the chunk whose
-//!    removals cover their keys or by the transactions after the last chunk.
+//!    removals cover their keys or by the transactions after the last chunk. A child may go
+//!    before the garbage manifest that lists it: a write that would make such a manifest
+//!    reachable again is refused (`Store::refuse_collected` states the invariant).
 //! 4. **Unlink** the chunk's files in parallel, outside the write lock. Each unlink holds the
 //!    digest's stripe lock, which ingest also holds from rename to commit, and first checks that
 //!    the digest has not been indexed again: a blob pushed again while its unlink is pending wins.
@@ -47,7 +51,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 use crate::scan;
 use crate::store::Store;
 
-use fasthash::{FastMap, FastSet};
+use fasthash::FastSet;
 use graph::{Node, Params, Via, View};
 pub use policy::{Mode, Policy};
 use unlink::Unlinker;
@@ -283,17 +287,13 @@ impl Store {
         let params = self.params(opts, &policy, &leased);
         let mark_start = Instant::now();
         let (garbage, next_expiry): (Vec<Removal>, u64) = match opts.strategy {
-            Strategy::MarkSweep => {
-                let view = load_view(&reader, &policy)?;
+            Strategy::MarkSweep | Strategy::Scan => {
+                let view = match opts.strategy {
+                    Strategy::Scan => self.scan_view(&reader)?,
+                    _ => load_view(&reader, &policy)?,
+                };
                 let (g, expiry) = view_garbage(&view, &params);
-                let parents = view.parents_within(g.iter().map(|r| r.digest.as_str()));
-                (parents_first(g, parents), expiry)
-            }
-            Strategy::Scan => {
-                let view = self.scan_view(&reader)?;
-                let (g, expiry) = view_garbage(&view, &params);
-                let parents = view.parents_within(g.iter().map(|r| r.digest.as_str()));
-                (parents_first(g, parents), expiry)
+                (sweep_order(g, |d| Ok(view.referrers_of(d)))?, expiry)
             }
             Strategy::Refcount => {
                 let (found, expiry) = refcount::garbage(&reader, &params)?;
@@ -306,9 +306,10 @@ impl Store {
                         size,
                     });
                 }
-                out.sort_by(|a, b| a.digest.cmp(&b.digest));
-                let parents = parents_within(&reader, &out)?;
-                (parents_first(out, parents), expiry)
+                let referrers = |d: &str| -> Result<Vec<String>> {
+                    Ok(reader.referrers(d)?.into_iter().map(|(r, _)| r).collect())
+                };
+                (sweep_order(out, referrers)?, expiry)
             }
         };
         report.mark_ms = ms(mark_start.elapsed());
@@ -375,6 +376,20 @@ impl Store {
             self.unlinks_done(&w, &batches)?;
             for k in &kept {
                 w.recount_from_scratch(k)?;
+            }
+            // Complete: the garbage that lost children is gone, but for what writes kept.
+            // Their removed children stay in `COLLECTED` (and so does all of it while another
+            // collection runs).
+            if self.gc_flag().load(Ordering::SeqCst) == 1 {
+                let mut keep = Vec::new();
+                for k in &kept {
+                    for c in w.children(k)? {
+                        if w.blob(&c)?.is_none() {
+                            keep.push(c);
+                        }
+                    }
+                }
+                w.clear_collected(&keep)?;
             }
             drop(w);
             txn.commit()?;
@@ -472,7 +487,7 @@ impl Store {
     /// Drops, in key order and in transactions of about `opts.chunk_time`, the stale rows no
     /// chunk dropped.
     fn drop_stale(&self, stale: &mut Stale, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-        let mut rest: Vec<(String, String)> = std::mem::take(&mut stale.0)
+        let mut rest: Vec<(String, String)> = std::mem::take(&mut stale.rows)
             .into_iter()
             .flat_map(|(c, ps)| ps.into_iter().map(move |p| (c.clone(), p)))
             .collect();
@@ -557,6 +572,7 @@ impl Store {
             left.extend(own);
         }
         w.flush_counts()?;
+        w.add_collected(&removed)?;
         let batch = w.add_pending(&removed, &left)?;
         drop(w);
         let work = t0.elapsed();
@@ -971,6 +987,9 @@ impl Store {
         let txn = self.write_txn()?;
         let w = Writer::tracking(&txn, self.collecting());
         let changed = w.set_pin(digest.as_str(), pinned)?;
+        if pinned {
+            self.refuse_collected(&w, &[digest.to_string()])?;
+        }
         if changed && let Some(m) = w.manifest(digest.as_str())? {
             let mut entry =
                 crate::layout::index_json::Entry::new(digest, &m.media_type, m.size, None);
@@ -1054,6 +1073,50 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Refuses a write that would make one of `roots` reachable (a manifest it puts, a tag, an
+    /// index.json entry, a pin, or a put that finds the digest present while a collection runs)
+    /// if a collection has removed something the root reaches through children and present
+    /// referrers, recursively, that is still absent. Called in the write's transaction, before
+    /// it publishes anything.
+    ///
+    /// Invariant: no reachable manifest lacks a child that a collection removed. The sweep
+    /// removes garbage in key order, not parents first, so a garbage manifest may lose a child
+    /// before it goes itself. It stays garbage until then, because every write that could make
+    /// it reachable again passes this check, and no sweep transaction commits between the check
+    /// and the write's commit. The sweep records what it removes in `COLLECTED`, in the removing
+    /// transaction, and empties it once complete (but for the removed children of what writes
+    /// kept), so the check also holds after a crash or a failed collection, until one completes.
+    /// Pushing the missing content again (it is then indexed anew) lets the write through.
+    ///
+    /// A referrer that has gone takes its link with it, so a subject made reachable again after
+    /// that is not refused: it has lost that referrer, as it would have had the referrer gone
+    /// just before the write.
+    pub(crate) fn refuse_collected(&self, w: &Writer<'_>, roots: &[String]) -> Result<()> {
+        if w.no_collected()? {
+            return Ok(());
+        }
+        for root in roots {
+            let mut seen: FastSet<String> = FastSet::default();
+            let mut stack = vec![root.clone()];
+            while let Some(x) = stack.pop() {
+                if !seen.insert(x.clone()) {
+                    continue;
+                }
+                if w.is_collected(&x)? && w.blob(&x)?.is_none() {
+                    return Err(Error::BeingCollected {
+                        digest: root.clone(),
+                        gone: x,
+                    });
+                }
+                stack.extend(w.children(&x)?);
+                stack.extend(w.referrers(&x)?.into_iter().map(|(r, _)| r));
+            }
+        }
+        Ok(())
+    }
+}
+
 struct CollectionGuard<'s> {
     store: &'s Store,
 }
@@ -1064,80 +1127,71 @@ impl Drop for CollectionGuard<'_> {
     }
 }
 
-/// For each removal, the positions in `garbage` of those that list it as a child, from the index.
-fn parents_within(r: &Reader, garbage: &[Removal]) -> Result<Vec<Vec<usize>>> {
-    let doomed: FastMap<&str, usize> = garbage
+/// Orders the garbage for the sweep: in key order (the text order of digests is their stored
+/// order within an algorithm), so that a chunk's removals lie together in every table keyed by
+/// digest and each page is rewritten about once; but a digest only after the garbage that
+/// refers to it (its referrers, recursively), in one key-ordered pass per depth. A referrer
+/// whose subject is absent is kept for the grace period as dangling, so it must not outlive its
+/// subject once it has lost a child: after a crash, it would be kept without it.
+fn sweep_order(
+    mut garbage: Vec<Removal>,
+    referrers: impl Fn(&str) -> Result<Vec<String>>,
+) -> Result<Vec<Removal>> {
+    let n = garbage.len();
+    let pos: fasthash::FastMap<&str, usize> = garbage
         .iter()
         .enumerate()
         .map(|(i, g)| (g.digest.as_str(), i))
         .collect();
-    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); garbage.len()];
-    // One pass over the edges costs less than a lookup per removal once garbage is plentiful;
-    // with little garbage, the lookups keep the cost in step with it.
-    if garbage.len().saturating_mul(4) < usize::try_from(r.table_sizes()?.edges).unwrap_or(0) {
-        for (ci, g) in garbage.iter().enumerate() {
-            for p in r.parents(&g.digest)? {
-                if let Some(&pi) = doomed.get(p.as_str()) {
-                    parents[ci].push(pi);
+    let mut refs: Vec<Vec<usize>> = Vec::with_capacity(n);
+    for g in &garbage {
+        let rs = referrers(&g.digest)?;
+        refs.push(
+            rs.iter()
+                .filter_map(|r| pos.get(r.as_str()).copied())
+                .collect(),
+        );
+    }
+    drop(pos);
+    // Depth: 0 without garbage referrers, else one more than the deepest of them. A cycle of
+    // links (possible through tags) is cut where the walk meets it.
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; n];
+    let mut depth = vec![0u32; n];
+    for start in 0..n {
+        if state[start] != NEW {
+            continue;
+        }
+        state[start] = OPEN;
+        let mut stack = vec![(start, 0usize)];
+        while let Some((x, next)) = stack.last_mut() {
+            let x = *x;
+            if let Some(&r) = refs[x].get(*next) {
+                *next += 1;
+                if state[r] == NEW {
+                    state[r] = OPEN;
+                    stack.push((r, 0));
                 }
-            }
-        }
-    } else {
-        r.for_each_edge(|p, c| {
-            if let (Some(&pi), Some(&ci)) = (doomed.get(p), doomed.get(c)) {
-                parents[ci].push(pi);
-            }
-        })?;
-    }
-    Ok(parents)
-}
-
-/// Orders garbage so that every digest comes after its garbage parents (indexes before their
-/// manifests, manifests before their blobs): once a blob goes, nothing that could be tagged
-/// again still lists it. `parents` gives, for each removal, the positions of the removals that
-/// list it.
-///
-/// The order is made of passes over the digests in ascending order, each taking every digest
-/// whose garbage parents are all taken, by an earlier pass or earlier in the same one. Most
-/// garbage goes in the first pass, and a sweep chunk, a slice of this order, removes one or two
-/// ascending runs of digests: its rows lie together in every table keyed by digest.
-fn parents_first(garbage: Vec<Removal>, parents: Vec<Vec<usize>>) -> Vec<Removal> {
-    let n = garbage.len();
-    let mut waiting: Vec<usize> = vec![0; n];
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (c, mut ps) in parents.into_iter().enumerate() {
-        ps.sort_unstable();
-        ps.dedup();
-        waiting[c] = ps.len();
-        for p in ps {
-            children[p].push(c);
-        }
-    }
-    let mut pass: Vec<usize> = (0..n).collect();
-    pass.sort_by(|&a, &b| garbage[a].digest.cmp(&garbage[b].digest));
-    let mut order = Vec::with_capacity(n);
-    while !pass.is_empty() {
-        let before = pass.len();
-        let mut next = Vec::new();
-        for i in pass {
-            if waiting[i] > 0 {
-                next.push(i);
                 continue;
             }
-            order.push(i);
-            for &c in &children[i] {
-                waiting[c] -= 1;
-            }
+            depth[x] = refs[x]
+                .iter()
+                .filter(|&&r| state[r] == DONE)
+                .map(|&r| depth[r] + 1)
+                .max()
+                .unwrap_or(0);
+            state[x] = DONE;
+            stack.pop();
         }
-        if next.len() == before {
-            // A cycle, which content addressing rules out: keep the rest in digest order.
-            order.extend(next);
-            break;
-        }
-        pass = next;
     }
-    let mut slots: Vec<Option<Removal>> = garbage.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by(|&a, &b| {
+        (depth[a], &garbage[a].digest).cmp(&(depth[b], &garbage[b].digest))
+    });
+    let mut slots: Vec<Option<Removal>> = garbage.drain(..).map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
 }
 
 /// The share of a sweep transaction's time its removals may fill: the rest is for the stale
@@ -1179,16 +1233,23 @@ impl Budget {
     }
 }
 
-/// The stale `PARENTS` rows a collection has committed and not yet dropped: child -> parents.
+/// The stale `PARENTS` rows a collection has committed and not yet dropped.
 #[derive(Default)]
-struct Stale(BTreeMap<String, Vec<String>>);
+struct Stale {
+    /// Child -> parents.
+    rows: BTreeMap<String, Vec<String>>,
+    /// The last key the chunks so far have covered.
+    covered: String,
+}
 
 impl Stale {
-    /// The rows whose child lies within a run of ascending digests the chunk `removed`: those
-    /// committed before, and those among the chunk's `new` ones; and the other new ones.
+    /// The rows whose child lies in the keys the chunk covers, from just above the last removal
+    /// of the chunk before to its own last (the garbage is in key order within each pass of
+    /// `sweep_order`, so the chunks of a pass tile the key space): those committed before, and
+    /// those among the chunk's `new` ones; and the other new ones.
     #[allow(clippy::type_complexity)]
     fn due(
-        &self,
+        &mut self,
         removed: &[String],
         new: Vec<(String, String)>,
     ) -> (
@@ -1196,24 +1257,21 @@ impl Stale {
         Vec<(String, String)>,
         Vec<(String, String)>,
     ) {
-        // A chunk is a slice of the garbage, which is sorted within each pass of
-        // `parents_first`: one run, or two where it crosses into the next pass.
-        let mut runs: Vec<(&str, &str)> = Vec::new();
-        for d in removed {
-            match runs.last_mut() {
-                Some((_, hi)) if d.as_str() >= *hi => *hi = d,
-                _ => runs.push((d, d)),
-            }
+        let Some(hi) = removed.last() else {
+            return (Vec::new(), Vec::new(), new);
+        };
+        let mut lo = std::mem::replace(&mut self.covered, hi.clone());
+        if lo >= *hi {
+            // A new pass (see `sweep_order`) starts again from the lowest keys.
+            lo.clear();
         }
-        let within = |c: &str| runs.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
+        let within = |c: &str| lo.as_str() < c && c <= hi.as_str();
         let mut due = Vec::new();
-        for (lo, hi) in &runs {
-            for (c, ps) in self.0.range::<str, _>((
-                std::ops::Bound::Included(*lo),
-                std::ops::Bound::Included(*hi),
-            )) {
-                due.extend(ps.iter().map(|p| (c.clone(), p.clone())));
-            }
+        for (c, ps) in self.rows.range::<str, _>((
+            std::ops::Bound::Excluded(lo.as_str()),
+            std::ops::Bound::Included(hi.as_str()),
+        )) {
+            due.extend(ps.iter().map(|p| (c.clone(), p.clone())));
         }
         let (own, left): (Vec<_>, Vec<_>) = new.into_iter().partition(|(c, _)| within(c));
         (due, own, left)
@@ -1222,10 +1280,10 @@ impl Stale {
     /// After the chunk committed: `due` went, `left` stays for later.
     fn settle(&mut self, due: &[(String, String)], left: Vec<(String, String)>) {
         for (c, _) in due {
-            self.0.remove(c);
+            self.rows.remove(c);
         }
         for (c, p) in left {
-            self.0.entry(c).or_default().push(p);
+            self.rows.entry(c).or_default().push(p);
         }
     }
 }
@@ -1315,38 +1373,54 @@ fn reason_from_index(r: &Reader, d: &str, p: &Params<'_>) -> Result<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     proptest! {
-        /// Whatever the graph, every digest comes after each of its garbage parents, nothing is
-        /// lost or repeated, and the first pass, in ascending order, takes at least every digest
-        /// without a garbage parent.
+        /// Whatever the links, the order is a permutation, every referrer comes before its
+        /// subject, and it is made of few ascending passes: one per depth of referrers.
         #[test]
-        fn parents_come_first(n in 1usize..60, edges in proptest::collection::vec((0usize..60, 0usize..60), 0..150)) {
+        fn referrers_come_first_in_key_order(
+            n in 1usize..60,
+            links in proptest::collection::vec((0usize..60, 0usize..60), 0..120),
+        ) {
             let garbage: Vec<Removal> = (0..n)
-                .map(|i| Removal { digest: format!("sha256:{:064x}", (i * 7919) % 1009), size: 0, reason: String::new() })
+                .map(|i| Removal {
+                    digest: format!("sha256:{:064x}", (i * 7919) % 1009),
+                    size: 0,
+                    reason: String::new(),
+                })
                 .collect();
-            // Edges from a lower to a higher position only: a DAG, as content addressing makes.
-            let mut parents = vec![Vec::new(); n];
-            for (a, b) in edges {
+            // Referrer -> subject, from a lower to a higher position: no cycles.
+            let mut referrers: Vec<Vec<String>> = vec![Vec::new(); n];
+            let mut pairs = Vec::new();
+            for (a, b) in links {
                 let (a, b) = (a % n, b % n);
                 if a < b {
-                    parents[b].push(a);
+                    referrers[b].push(garbage[a].digest.clone());
+                    pairs.push((a, b));
                 }
             }
-            let order = parents_first(garbage.clone(), parents.clone());
-            let pos: std::collections::HashMap<&str, usize> =
+            let index: HashMap<String, usize> =
+                garbage.iter().enumerate().map(|(i, g)| (g.digest.clone(), i)).collect();
+            let order = sweep_order(garbage.clone(), |d| Ok(referrers[index[d]].clone())).unwrap();
+            let pos: HashMap<&str, usize> =
                 order.iter().enumerate().map(|(i, r)| (r.digest.as_str(), i)).collect();
             prop_assert_eq!(order.len(), n);
             prop_assert_eq!(pos.len(), n);
-            for (c, ps) in parents.iter().enumerate() {
-                for &p in ps {
-                    prop_assert!(pos[garbage[p].digest.as_str()] < pos[garbage[c].digest.as_str()]);
+            let mut depth = vec![0usize; n];
+            pairs.sort_unstable_by_key(|&(_, b)| b);
+            for &(a, b) in &pairs {
+                prop_assert!(pos[garbage[a].digest.as_str()] < pos[garbage[b].digest.as_str()]);
+            }
+            for b in 0..n {
+                for &(a, bb) in &pairs {
+                    if bb == b {
+                        depth[b] = depth[b].max(depth[a] + 1);
+                    }
                 }
             }
-            let names: Vec<&str> = order.iter().map(|r| r.digest.as_str()).collect();
-            let first_pass_end = names.windows(2).position(|w| w[0] > w[1]).map_or(n, |i| i + 1);
-            let no_parents = parents.iter().filter(|p| p.is_empty()).count();
-            prop_assert!(first_pass_end >= no_parents);
+            let descents = order.windows(2).filter(|w| w[0].digest > w[1].digest).count();
+            prop_assert!(descents <= depth.iter().copied().max().unwrap_or(0));
         }
     }
 }
