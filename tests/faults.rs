@@ -579,3 +579,67 @@ fn a_failed_collection_still_refuses_to_revive_what_it_left_incomplete() {
     }
     panic!("no variant put a child first");
 }
+
+/// In key order a subject may go before its referrer. If the collection then fails, the
+/// referrer is not kept for the grace period as dangling (it was garbage with its subject, and
+/// may lack a child by then): the next collection removes it. A referrer pushed for that subject
+/// afterwards keeps its grace.
+#[test]
+fn a_referrer_whose_subject_a_failed_collection_removed_is_not_dangling() {
+    for variant in 0..300 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Store::init(&root, &Options::default()).unwrap();
+        let layer = put(&store, format!("layer {variant}").as_bytes()).unwrap();
+        let config = put(&store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
+        let subject = put(&store, &image_doc(&config, &layer)).unwrap();
+        let signature = |store: &Store, payload: &str| {
+            let sig = put(store, payload.as_bytes()).unwrap();
+            let empty = put(store, b"{}").unwrap();
+            let doc = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": MANIFEST,
+                "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+                "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                    "digest": empty.0.as_str(), "size": empty.1},
+                "layers": [{"mediaType": "application/octet-stream",
+                    "digest": sig.0.as_str(), "size": sig.1}],
+                "subject": {"mediaType": MANIFEST, "digest": subject.0.as_str(),
+                    "size": subject.1}}))
+            .unwrap();
+            put(store, &doc).unwrap().0
+        };
+        let referrer = signature(&store, &format!("signature {variant}"));
+        let garbage: Vec<Digest> = store
+            .gc(&GcOptions {
+                dry_run: true,
+                ..GcOptions::default()
+            })
+            .unwrap()
+            .removed
+            .iter()
+            .map(|r| Digest::parse(&r.digest).unwrap())
+            .collect();
+        assert_eq!(garbage.len(), 6);
+        if garbage.iter().any(|d| *d < subject.0) {
+            continue;
+        }
+        // The first chunk removes the subject; every commit after it fails.
+        assert!(gc_in_chunks_of_one(&store, &root, true).is_err());
+        drop(store);
+
+        let store = Store::open(&root, &Options::default()).unwrap();
+        assert!(store.blob_info(&subject.0).unwrap().is_none());
+        assert!(store.blob_info(&referrer).unwrap().is_some());
+        // A second referrer, recorded after the subject went (a second later: records count
+        // whole seconds).
+        std::thread::sleep(Duration::from_millis(1100));
+        let later = signature(&store, &format!("later signature {variant}"));
+        let report = store.gc(&GcOptions::default()).unwrap();
+        let removed: BTreeSet<&str> = report.removed.iter().map(|r| r.digest.as_str()).collect();
+        assert!(removed.contains(referrer.as_str()), "{report:?}");
+        assert!(store.blob_info(&referrer).unwrap().is_none());
+        assert!(store.blob_info(&later).unwrap().is_some(), "{report:?}");
+        assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+        return;
+    }
+    panic!("no variant put the subject first");
+}

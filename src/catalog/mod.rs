@@ -34,10 +34,11 @@
 //!   of thousands of removals adds and later clears one row, not thousands. `CHANGED` records
 //!   digests written while a collection runs.
 //! - `PINS` holds pinned digests.
-//! - `COLLECTED` holds digests a collection removed while a garbage manifest listing them may
-//!   still be present ([`Writer::add_collected`]); writes check it before they make a digest
-//!   reachable (`Store::refuse_collected`, where the invariant is stated). Only write
-//!   transactions open it, so an index without it (written before it existed) needs no rebuild.
+//! - `COLLECTED` holds digests a collection removed, with when, while a garbage manifest listing
+//!   them or a referrer of them may still be present ([`Writer::add_collected`]); writes check
+//!   it before they make a digest reachable (`Store::refuse_collected`, where the invariant is
+//!   stated), and a referrer of a digest in it is not dangling (`crate::gc`). An index written
+//!   before it existed lacks it, which reads as empty: no rebuild is needed.
 //! - `TAG_COUNTED` holds `subject -> referrer` for the cosign and fallback tag links that count
 //!   as support in `COUNTS`: only while both are present, and only when, at the moment the link
 //!   became active, the subject was a manifest linked to no subject of its own and the referrer a
@@ -88,7 +89,7 @@ pub(crate) const CANDIDATES: TableDefinition<DigestKey, ()> = TableDefinition::n
 pub(crate) const PENDING: TableDefinition<u64, &str> = TableDefinition::new("pending_unlinks");
 pub(crate) const CHANGED: TableDefinition<DigestKey, ()> = TableDefinition::new("changed");
 pub(crate) const PINS: TableDefinition<DigestKey, u64> = TableDefinition::new("pins");
-pub(crate) const COLLECTED: TableDefinition<DigestKey, ()> = TableDefinition::new("collected");
+pub(crate) const COLLECTED: TableDefinition<DigestKey, u64> = TableDefinition::new("collected");
 pub(crate) const TAG_COUNTED: MultimapTableDefinition<DigestKey, DigestKey> =
     MultimapTableDefinition::new("tag_counted");
 
@@ -559,6 +560,21 @@ fn digests(t: &impl ReadableMultimapTable<DigestKey, DigestKey>, key: &str) -> R
 
 #[allow(dead_code)] // not every table is read through a Reader
 impl Reader {
+    /// The digests in `COLLECTED`, with when a collection removed them.
+    pub(crate) fn collected(&self) -> Result<std::collections::HashMap<String, u64>> {
+        let t = match self.txn.open_table(COLLECTED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = std::collections::HashMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
     fn t_blobs(&self) -> Result<&redb::ReadOnlyTable<DigestKey, &'static [u8]>> {
         if self.blobs.get().is_none() {
             let _ = self.blobs.set(self.txn.open_table(BLOBS)?);
@@ -1807,8 +1823,9 @@ impl<'t> Writer<'t> {
     /// Records digests a sweep transaction removes (see `COLLECTED`).
     pub(crate) fn add_collected(&self, digests: &[String]) -> Result<()> {
         let mut t = self.txn.open_table(COLLECTED)?;
+        let now = now_secs();
         for d in digests {
-            t.insert(dk(d.as_str()), ())?;
+            t.insert(dk(d.as_str()), now)?;
         }
         Ok(())
     }
@@ -1827,14 +1844,15 @@ impl<'t> Writer<'t> {
     /// Empties `COLLECTED`, but for the digests in `keep`.
     pub(crate) fn clear_collected(&self, keep: &[String]) -> Result<()> {
         let mut t = self.txn.open_table(COLLECTED)?;
-        let kept: Vec<String> = keep
-            .iter()
-            .filter(|d| t.get(dk(d.as_str())).is_ok_and(|v| v.is_some()))
-            .cloned()
-            .collect();
+        let mut kept = Vec::new();
+        for d in keep {
+            if let Some(at) = t.get(dk(d.as_str()))?.map(|v| v.value()) {
+                kept.push((d, at));
+            }
+        }
         t.retain(|_, _| false)?;
-        for d in &kept {
-            t.insert(dk(d.as_str()), ())?;
+        for (d, at) in kept {
+            t.insert(dk(d.as_str()), at)?;
         }
         Ok(())
     }

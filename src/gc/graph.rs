@@ -90,6 +90,8 @@ pub(crate) struct Params<'a> {
     pub delete_untagged: bool,
     pub policy: &'a Policy,
     pub leased: &'a std::collections::HashSet<String>,
+    /// Digests a collection removed, with when: a referrer recorded by then is not dangling.
+    pub collected: &'a std::collections::HashMap<String, u64>,
 }
 
 /// Why something is live: the root, or the edge (from another node's id) it was reached through.
@@ -220,23 +222,13 @@ impl View {
         self.pins.push(i);
     }
 
-    /// The referrers of a digest (every source), by name.
-    pub fn referrers_of(&self, d: &str) -> Vec<String> {
-        self.named(d, &self.referrers)
-    }
-
     /// The children of a digest, by name.
     pub fn children_of(&self, d: &str) -> Vec<String> {
-        self.named(d, &self.children)
-    }
-
-    /// The ids `adjacency` lists for a digest, by name.
-    fn named(&self, d: &str, adjacency: &[Vec<u32>]) -> Vec<String> {
         self.lookup(d)
             .map(|i| {
-                adjacency[i as usize]
+                self.children[i as usize]
                     .iter()
-                    .map(|&x| self.names[x as usize].text())
+                    .map(|&c| self.names[c as usize].text())
                     .collect()
             })
             .unwrap_or_default()
@@ -275,7 +267,8 @@ impl View {
         )
     }
 
-    /// Whether `i` is a referrer whose subjects are all absent and that is inside the grace.
+    /// Whether `i` is a referrer whose subjects are all absent and that is inside the grace,
+    /// none of them removed by a collection while it was there (it was garbage with it).
     fn dangling_protected(&self, i: u32, p: &Params<'_>) -> bool {
         let Some(node) = &self.nodes[i as usize] else {
             return false;
@@ -284,6 +277,9 @@ impl View {
         !subjects.is_empty()
             && subjects.iter().all(|&s| self.nodes[s as usize].is_none())
             && p.now.saturating_sub(node.recorded_at) < p.grace_secs
+            && !subjects
+                .iter()
+                .any(|&s| collected_with(p, &self.name(s), node.recorded_at))
     }
 
     /// Whether `i` is a blob a walk found, younger than the grace: another tool may still be
@@ -413,6 +409,15 @@ pub(crate) fn mark(view: &View, p: &Params<'_>) -> Marks {
         }
     }
     Marks { via }
+}
+
+/// Whether a collection removed `subject` after a referrer recorded at `recorded_at` was there:
+/// that referrer was garbage with its subject, and is not dangling (a crash or a failure may
+/// have stopped the collection between the two, key order taking the subject first).
+pub(crate) fn collected_with(p: &Params<'_>, subject: &str, recorded_at: u64) -> bool {
+    p.collected
+        .get(subject)
+        .is_some_and(|&at| recorded_at <= at)
 }
 
 #[cfg(test)]

@@ -10,16 +10,16 @@
 //! 1. **Start.** In a write transaction (so it waits for writes in flight), the `CHANGED` set is
 //!    emptied and the store starts recording every digest that writes touch.
 //! 2. **Mark** on a snapshot taken after that commit, outside any lock.
-//! 3. **Sweep**, in chunks of the garbage in key order, referrers before their subjects
-//!    (`sweep_order`). Each chunk is one write transaction (the only pause writers see):
-//!    candidates reachable from anything written since the start (the `CHANGED` set, leases)
-//!    are kept; the rest lose their rows, their tags and entries, and are listed in `PENDING`
-//!    and `COLLECTED`;
-//!    index.json is rewritten if an entry went; commit. The `PARENTS` rows of removed manifests
-//!    under children that stay are left stale and dropped in key order, by the chunk whose
-//!    removals cover their keys or by the transactions after the last chunk. A child may go
-//!    before the garbage manifest that lists it: a write that would make such a manifest
-//!    reachable again is refused (`Store::refuse_collected` states the invariant).
+//! 3. **Sweep**, in chunks of the garbage in key order (`sweep_order`). Each chunk is one write
+//!    transaction (the only pause writers see): candidates reachable from anything written
+//!    since the start (the `CHANGED` set, leases) are kept; the rest lose their rows, their tags
+//!    and entries, and are listed in `PENDING` and `COLLECTED`; index.json is rewritten if an
+//!    entry went; commit. The `PARENTS` rows of removed manifests under children that stay are
+//!    left stale and dropped in key order, by the chunk whose removals cover their keys or by
+//!    the transactions after the last chunk. A child may go before the garbage manifest that
+//!    lists it: a write that would make such a manifest reachable again is refused
+//!    (`Store::refuse_collected` states the invariant). A subject may go before its referrer:
+//!    such a referrer is not dangling (`graph::collected_with`).
 //! 4. **Unlink** the chunk's files in parallel, outside the write lock. Each unlink holds the
 //!    digest's stripe lock, which ingest also holds from rename to commit, and first checks that
 //!    the digest has not been indexed again: a blob pushed again while its unlink is pending wins.
@@ -228,6 +228,7 @@ impl Store {
         opts: &GcOptions,
         policy: &'a Policy,
         leased: &'a HashSet<String>,
+        collected: &'a std::collections::HashMap<String, u64>,
     ) -> Params<'a> {
         Params {
             now: catalog::now_secs(),
@@ -235,6 +236,7 @@ impl Store {
             delete_untagged: opts.delete_untagged,
             policy,
             leased,
+            collected,
         }
     }
 
@@ -284,7 +286,8 @@ impl Store {
         };
         let reader = self.reader()?;
         let leased = self.leased();
-        let params = self.params(opts, &policy, &leased);
+        let collected = reader.collected()?;
+        let params = self.params(opts, &policy, &leased, &collected);
         let mark_start = Instant::now();
         let (garbage, next_expiry): (Vec<Removal>, u64) = match opts.strategy {
             Strategy::MarkSweep | Strategy::Scan => {
@@ -293,7 +296,7 @@ impl Store {
                     _ => load_view(&reader, &policy)?,
                 };
                 let (g, expiry) = view_garbage(&view, &params);
-                (sweep_order(g, |d| Ok(view.referrers_of(d)))?, expiry)
+                (sweep_order(g), expiry)
             }
             Strategy::Refcount => {
                 let (found, expiry) = refcount::garbage(&reader, &params)?;
@@ -306,10 +309,7 @@ impl Store {
                         size,
                     });
                 }
-                let referrers = |d: &str| -> Result<Vec<String>> {
-                    Ok(reader.referrers(d)?.into_iter().map(|(r, _)| r).collect())
-                };
-                (sweep_order(out, referrers)?, expiry)
+                (sweep_order(out), expiry)
             }
         };
         report.mark_ms = ms(mark_start.elapsed());
@@ -796,7 +796,9 @@ impl Store {
             // What a collection under the default options would keep.
             let view = load_view(&reader, &policy)?;
             let leased = self.leased();
-            let live = graph::mark(&view, &self.params(&GcOptions::default(), &policy, &leased));
+            let collected = reader.collected()?;
+            let params = self.params(&GcOptions::default(), &policy, &leased, &collected);
+            let live = graph::mark(&view, &params);
             let is_live = |x: &str| view.lookup(x).is_some_and(|i| live.via(i).is_some());
             // Without --force, nothing a live index lists goes: neither the manifest nor one of
             // the hard referrers that would go with it (the index would lack a child).
@@ -926,7 +928,8 @@ impl Store {
         let reader = self.reader()?;
         let view = load_view(&reader, &policy)?;
         let leased = self.leased();
-        let params = self.params(opts, &policy, &leased);
+        let collected = reader.collected()?;
+        let params = self.params(opts, &policy, &leased, &collected);
         let live = graph::mark(&view, &params);
         let d = digest.to_string();
         let present = view.is_present(&d);
@@ -1129,69 +1132,12 @@ impl Drop for CollectionGuard<'_> {
 
 /// Orders the garbage for the sweep: in key order (the text order of digests is their stored
 /// order within an algorithm), so that a chunk's removals lie together in every table keyed by
-/// digest and each page is rewritten about once; but a digest only after the garbage that
-/// refers to it (its referrers, recursively), in one key-ordered pass per depth. A referrer
-/// whose subject is absent is kept for the grace period as dangling, so it must not outlive its
-/// subject once it has lost a child: after a crash, it would be kept without it.
-fn sweep_order(
-    mut garbage: Vec<Removal>,
-    referrers: impl Fn(&str) -> Result<Vec<String>>,
-) -> Result<Vec<Removal>> {
-    let n = garbage.len();
-    let pos: fasthash::FastMap<&str, usize> = garbage
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.digest.as_str(), i))
-        .collect();
-    let mut refs: Vec<Vec<usize>> = Vec::with_capacity(n);
-    for g in &garbage {
-        let rs = referrers(&g.digest)?;
-        refs.push(
-            rs.iter()
-                .filter_map(|r| pos.get(r.as_str()).copied())
-                .collect(),
-        );
-    }
-    drop(pos);
-    // Depth: 0 without garbage referrers, else one more than the deepest of them. A cycle of
-    // links (possible through tags) is cut where the walk meets it.
-    const NEW: u8 = 0;
-    const OPEN: u8 = 1;
-    const DONE: u8 = 2;
-    let mut state = vec![NEW; n];
-    let mut depth = vec![0u32; n];
-    for start in 0..n {
-        if state[start] != NEW {
-            continue;
-        }
-        state[start] = OPEN;
-        let mut stack = vec![(start, 0usize)];
-        while let Some((x, next)) = stack.last_mut() {
-            let x = *x;
-            if let Some(&r) = refs[x].get(*next) {
-                *next += 1;
-                if state[r] == NEW {
-                    state[r] = OPEN;
-                    stack.push((r, 0));
-                }
-                continue;
-            }
-            depth[x] = refs[x]
-                .iter()
-                .filter(|&&r| state[r] == DONE)
-                .map(|&r| depth[r] + 1)
-                .max()
-                .unwrap_or(0);
-            state[x] = DONE;
-            stack.pop();
-        }
-    }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_unstable_by(|&a, &b| {
-        (depth[a], &garbage[a].digest).cmp(&(depth[b], &garbage[b].digest))
-    });
-    let mut slots: Vec<Option<Removal>> = garbage.drain(..).map(Some).collect();
-    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+/// digest and each page is rewritten about once. A child may then go before the garbage
+/// manifest that lists it, and a subject before its referrers: `COLLECTED` covers both
+/// (`Store::refuse_collected`, and `graph::collected_with`).
+fn sweep_order(mut garbage: Vec<Removal>) -> Vec<Removal> {
+    garbage.sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
+    garbage
 }
 
 /// The share of a sweep transaction's time its removals may fill: the rest is for the stale
@@ -1244,9 +1190,9 @@ struct Stale {
 
 impl Stale {
     /// The rows whose child lies in the keys the chunk covers, from just above the last removal
-    /// of the chunk before to its own last (the garbage is in key order within each pass of
-    /// `sweep_order`, so the chunks of a pass tile the key space): those committed before, and
-    /// those among the chunk's `new` ones; and the other new ones.
+    /// of the chunk before to its own last (the garbage is in key order, `sweep_order`, so the
+    /// chunks tile the key space): those committed before, and those among the chunk's `new`
+    /// ones; and the other new ones.
     #[allow(clippy::type_complexity)]
     fn due(
         &mut self,
@@ -1262,7 +1208,7 @@ impl Stale {
         };
         let mut lo = std::mem::replace(&mut self.covered, hi.clone());
         if lo >= *hi {
-            // A new pass (see `sweep_order`) starts again from the lowest keys.
+            // Only if the garbage was not in key order: cover from the lowest keys.
             lo.clear();
         }
         let within = |c: &str| lo.as_str() < c && c <= hi.as_str();
@@ -1367,60 +1313,4 @@ fn reason_from_index(r: &Reader, d: &str, p: &Params<'_>) -> Result<String> {
         return Ok("untagged index.json entry (--delete-untagged)".into());
     }
     Ok("unreachable from any root".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::collections::HashMap;
-
-    proptest! {
-        /// Whatever the links, the order is a permutation, every referrer comes before its
-        /// subject, and it is made of few ascending passes: one per depth of referrers.
-        #[test]
-        fn referrers_come_first_in_key_order(
-            n in 1usize..60,
-            links in proptest::collection::vec((0usize..60, 0usize..60), 0..120),
-        ) {
-            let garbage: Vec<Removal> = (0..n)
-                .map(|i| Removal {
-                    digest: format!("sha256:{:064x}", (i * 7919) % 1009),
-                    size: 0,
-                    reason: String::new(),
-                })
-                .collect();
-            // Referrer -> subject, from a lower to a higher position: no cycles.
-            let mut referrers: Vec<Vec<String>> = vec![Vec::new(); n];
-            let mut pairs = Vec::new();
-            for (a, b) in links {
-                let (a, b) = (a % n, b % n);
-                if a < b {
-                    referrers[b].push(garbage[a].digest.clone());
-                    pairs.push((a, b));
-                }
-            }
-            let index: HashMap<String, usize> =
-                garbage.iter().enumerate().map(|(i, g)| (g.digest.clone(), i)).collect();
-            let order = sweep_order(garbage.clone(), |d| Ok(referrers[index[d]].clone())).unwrap();
-            let pos: HashMap<&str, usize> =
-                order.iter().enumerate().map(|(i, r)| (r.digest.as_str(), i)).collect();
-            prop_assert_eq!(order.len(), n);
-            prop_assert_eq!(pos.len(), n);
-            let mut depth = vec![0usize; n];
-            pairs.sort_unstable_by_key(|&(_, b)| b);
-            for &(a, b) in &pairs {
-                prop_assert!(pos[garbage[a].digest.as_str()] < pos[garbage[b].digest.as_str()]);
-            }
-            for b in 0..n {
-                for &(a, bb) in &pairs {
-                    if bb == b {
-                        depth[b] = depth[b].max(depth[a] + 1);
-                    }
-                }
-            }
-            let descents = order.windows(2).filter(|w| w[0].digest > w[1].digest).count();
-            prop_assert!(descents <= depth.iter().copied().max().unwrap_or(0));
-        }
-    }
 }

@@ -126,8 +126,13 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
             }
         }
         let recorded = r.blob(y)?.map(|b| b.recorded_at);
-        let dangling =
-            all_absent && recorded.is_some_and(|at| p.now.saturating_sub(at) < p.grace_secs);
+        let dangling = all_absent
+            && recorded.is_some_and(|at| {
+                p.now.saturating_sub(at) < p.grace_secs
+                    && !subjects
+                        .iter()
+                        .any(|(s, _)| super::graph::collected_with(p, s, at))
+            });
         if dangling && let Some(at) = recorded {
             next_expiry = next_expiry.min(at.saturating_add(p.grace_secs));
         }
