@@ -59,10 +59,11 @@ pub enum Error {
     /// A tag, digest or file that is not in the store.
     #[error("{0} not found")]
     NotFound(String),
-    /// A write would make content reachable that a running collection has partly removed.
+    /// A write would make content reachable that a collection has partly removed (while it
+    /// runs, or, after it failed, until a collection completes).
     #[error(
         "{digest} is being collected: {gone}, which it reaches, is already gone; push {gone} \
-         again, or retry once the collection has ended"
+         again, or retry once a collection has completed"
     )]
     BeingCollected {
         /// The digest the write would make reachable.
