@@ -892,6 +892,7 @@ pub(crate) struct Writer<'t> {
     changed: RefCell<Option<redb::Table<'t, DigestKey, ()>>>,
     pins: RefCell<Option<redb::Table<'t, DigestKey, u64>>>,
     tag_counted: RefCell<Option<redb::MultimapTable<'t, DigestKey, DigestKey>>>,
+    collected: RefCell<Option<redb::Table<'t, DigestKey, u64>>>,
 }
 
 #[allow(clippy::type_complexity)] // the table accessors name redb's table types in full
@@ -1025,6 +1026,14 @@ impl<'t> Writer<'t> {
             .map_err(|_| Error::Index("table pins vanished".into()))
     }
 
+    fn t_collected(&self) -> Result<RefMut<'_, redb::Table<'t, DigestKey, u64>>> {
+        if self.collected.try_borrow()?.is_none() {
+            *self.collected.try_borrow_mut()? = Some(self.txn.open_table(COLLECTED)?);
+        }
+        RefMut::filter_map(self.collected.try_borrow_mut()?, Option::as_mut)
+            .map_err(|_| Error::Index("table collected vanished".into()))
+    }
+
     fn t_tag_counted(&self) -> Result<RefMut<'_, redb::MultimapTable<'t, DigestKey, DigestKey>>> {
         if self.tag_counted.try_borrow()?.is_none() {
             *self.tag_counted.try_borrow_mut()? = Some(self.txn.open_multimap_table(TAG_COUNTED)?);
@@ -1063,6 +1072,7 @@ impl<'t> Writer<'t> {
             changed: RefCell::new(None),
             pins: RefCell::new(None),
             tag_counted: RefCell::new(None),
+            collected: RefCell::new(None),
         }
     }
 
@@ -1822,7 +1832,7 @@ impl<'t> Writer<'t> {
 
     /// Records digests a sweep transaction removes (see `COLLECTED`).
     pub(crate) fn add_collected(&self, digests: &[String]) -> Result<()> {
-        let mut t = self.txn.open_table(COLLECTED)?;
+        let mut t = self.t_collected()?;
         let now = now_secs();
         for d in digests {
             t.insert(dk(d.as_str()), now)?;
@@ -1833,17 +1843,17 @@ impl<'t> Writer<'t> {
     /// Whether `COLLECTED` is empty: no collection has removed anything since the last one
     /// that completed.
     pub(crate) fn no_collected(&self) -> Result<bool> {
-        Ok(self.txn.open_table(COLLECTED)?.is_empty()?)
+        Ok(self.t_collected()?.is_empty()?)
     }
 
     /// Whether `digest` is in `COLLECTED`.
     pub(crate) fn is_collected(&self, digest: &str) -> Result<bool> {
-        Ok(self.txn.open_table(COLLECTED)?.get(dk(digest))?.is_some())
+        Ok(self.t_collected()?.get(dk(digest))?.is_some())
     }
 
     /// Empties `COLLECTED`, but for the digests in `keep`.
     pub(crate) fn clear_collected(&self, keep: &[String]) -> Result<()> {
-        let mut t = self.txn.open_table(COLLECTED)?;
+        let mut t = self.t_collected()?;
         let mut kept = Vec::new();
         for d in keep {
             if let Some(at) = t.get(dk(d.as_str()))?.map(|v| v.value()) {

@@ -6,9 +6,11 @@
 //! from the sweep, which commits the next chunk meanwhile. The queue carries small batches, so
 //! a slow unlink holds back only its own batch, never the next chunk.
 //!
-//! Invariant: a digest is unlinked only while its stripe lock is held and only if it is still
-//! marked pending there. Ingest unmarks a digest it publishes again, under the same lock, so a
-//! blob pushed again while its unlink is pending wins.
+//! Invariant: a digest's name is unlinked only while its stripe lock is held and only if it is
+//! still marked pending there. Ingest unmarks a digest it publishes again, under the same lock,
+//! so a blob pushed again while its unlink is pending wins. The slow part, freeing the blocks,
+//! waits until the stripe is released (`layout::unlink_deferred`): the sweep marks the next
+//! chunk's digests pending, and ingest publishes, under those same locks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -141,5 +143,10 @@ fn unlink_one(store: &Store, d: &str) -> Result<()> {
         return Ok(()); // pushed again since it was removed: it wins
     }
     let path = store.layout_ref().blob_path(&digest);
-    crate::layout::unlink(&path).map_err(|e| Error::io("remove", &path, e))
+    let held = crate::layout::unlink_deferred(&path).map_err(|e| Error::io("remove", &path, e))?;
+    // The name is gone: ingest may publish the digest again from here. The blocks are freed
+    // (and discarded) as the handle drops, after the stripe is released.
+    drop(stripe);
+    drop(held);
+    Ok(())
 }

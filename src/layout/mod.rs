@@ -236,3 +236,64 @@ pub(crate) fn unlink(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Removes a file's name now and leaves the freeing of its blocks to the drop of the returned
+/// handle. On a file system that discards blocks as it frees them, freeing is the slow part of
+/// an unlink: a caller that holds a lock over the name (the unlink threads hold the digest's
+/// stripe) drops the handle after releasing it. The handle is an `O_PATH` one, which opens no
+/// content and does not follow a symlink. A file already gone is not an error.
+pub(crate) fn unlink_deferred(path: &Path) -> io::Result<Option<File>> {
+    fault::check(Step::Unlink, path)?;
+    let held = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // Without a handle the unlink frees the blocks itself, as `unlink` does.
+        Err(_) => None,
+    };
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(held),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_deferred_unlink_removes_the_name_at_once_and_spares_what_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        fs::write(&path, b"old").unwrap();
+        let held = unlink_deferred(&path)
+            .unwrap()
+            .expect("a handle on the removed file");
+        assert!(!path.exists(), "the name is gone before the handle drops");
+        // The handle holds the removed file itself: no name links to it any more.
+        assert_eq!(held.metadata().unwrap().nlink(), 0);
+        // A file published under the name meanwhile (a push again) survives the drop.
+        fs::write(&path, b"new").unwrap();
+        drop(held);
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        // A file already gone is not an error.
+        fs::remove_file(&path).unwrap();
+        assert!(unlink_deferred(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_deferred_unlink_of_a_symlink_removes_the_link_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("outside");
+        fs::write(&target, b"keep").unwrap();
+        let link = dir.path().join("blob");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        drop(unlink_deferred(&link).unwrap());
+        assert!(fs::symlink_metadata(&link).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
+    }
+}
