@@ -1,6 +1,6 @@
 //! Deletion and garbage collection: the semantics in the README, against real stores.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +90,19 @@ fn index_of(store: &Store, members: &[&Digest]) -> Digest {
 }
 
 /// A fallback index of `subject` listing `members`, tagged `<alg>-<hex>` after the subject.
+/// A signature whose `subject` names `subject`, which the store does not hold.
+fn signature_of_absent(store: &Store, payload: &str, subject: &Digest) -> Digest {
+    let empty = blob(store, b"{}");
+    let layer = blob(store, payload.as_bytes());
+    manifest(
+        store,
+        json!({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": SIG,
+        "config": desc("application/vnd.oci.empty.v1+json", &empty),
+        "layers": [desc("application/octet-stream", &layer)],
+        "subject": {"mediaType": MANIFEST, "digest": subject.as_str(), "size": 10}}),
+    )
+}
+
 fn fallback_of(store: &Store, subject: &Digest, members: &[&Digest]) -> Digest {
     let fallback = index_of(store, members);
     store
@@ -388,6 +401,56 @@ fn an_untagged_image_whose_signature_is_tagged() {
     }
 }
 
+/// The three strategies report the same removals, with the same sizes and reasons: a referrer
+/// of garbage, a dangling referrer past the grace, a dropped untagged entry, plain garbage.
+#[test]
+fn every_strategy_reports_the_same_sizes_and_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    let img = image(&store, "img", &["a", "b"]);
+    artifact(&store, SIG, "sig of img", Some(&img));
+    let absent = Digest::sha256(b"an image that never arrived");
+    signature_of_absent(&store, "dangling payload", &absent);
+    let entry = image(&store, "entry", &["c"]);
+    let mut b = store.batch().unwrap();
+    b.add_entry(&Entry::new(&entry, MANIFEST, size_of(&store, &entry), None))
+        .unwrap();
+    b.commit().unwrap();
+    let kept = image(&store, "kept", &["d"]);
+    store.tag(kept.as_str(), "kept").unwrap();
+    let report = |strategy| {
+        let mut removed = store
+            .gc(&GcOptions {
+                strategy,
+                dry_run: true,
+                delete_untagged: true,
+                grace: Duration::ZERO,
+                ..Default::default()
+            })
+            .unwrap()
+            .removed;
+        removed.sort_by(|a, b| a.digest.cmp(&b.digest));
+        removed
+    };
+    let mark_sweep = report(Strategy::MarkSweep);
+    let reasons: BTreeSet<&str> = mark_sweep.iter().map(|r| r.reason.as_str()).collect();
+    for kind in [
+        "referrer of",
+        "dangling referrer",
+        "untagged index.json entry",
+        "unreachable",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.starts_with(kind)),
+            "no {kind:?} among {reasons:?}"
+        );
+    }
+    assert!(mark_sweep.iter().all(|r| r.size > 0));
+    for strategy in [Strategy::Refcount, Strategy::Scan] {
+        assert_eq!(report(strategy), mark_sweep, "{strategy:?}");
+    }
+}
+
 #[test]
 fn a_referrer_pushed_before_its_subject_survives_the_grace_period_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,17 +458,7 @@ fn a_referrer_pushed_before_its_subject_survives_the_grace_period_only() {
     let future = Digest::sha256(b"an image that has not arrived yet");
     let sig = artifact(&store, SIG, "early", None);
     // Re-push with a subject field naming the absent image.
-    let early = {
-        let empty = blob(&store, b"{}");
-        let layer = blob(&store, b"early payload");
-        manifest(
-            &store,
-            json!({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": SIG,
-            "config": desc("application/vnd.oci.empty.v1+json", &empty),
-            "layers": [desc("application/octet-stream", &layer)],
-            "subject": {"mediaType": MANIFEST, "digest": future.as_str(), "size": 10}}),
-        )
-    };
+    let early = signature_of_absent(&store, "early payload", &future);
     let r = gc(&store);
     assert!(
         present(&store, dir.path(), &early),

@@ -300,16 +300,7 @@ impl Store {
             }
             Strategy::Refcount => {
                 let (found, expiry) = refcount::garbage(&reader, &params)?;
-                let mut out = Vec::with_capacity(found.len());
-                for d in found {
-                    let size = reader.blob(&d)?.map_or(0, |b| b.size);
-                    out.push(Removal {
-                        reason: reason_from_index(&reader, &d, &params)?,
-                        digest: d,
-                        size,
-                    });
-                }
-                (sweep_order(out), expiry)
+                (sweep_order(found), expiry)
             }
         };
         report.mark_ms = ms(mark_start.elapsed());
@@ -1293,24 +1284,4 @@ fn view_garbage(view: &View, p: &Params<'_>) -> (Vec<Removal>, u64) {
         })
         .collect();
     (garbage, view.next_expiry(p))
-}
-
-/// The reason `View::reason` gives, from the index without a loaded graph.
-fn reason_from_index(r: &Reader, d: &str, p: &Params<'_>) -> Result<String> {
-    let subjects: Vec<String> = r.subjects(d)?.into_iter().map(|(s, _)| s).collect();
-    if !subjects.is_empty() {
-        for s in &subjects {
-            if r.blob(s)?.is_some() {
-                return Ok(format!("referrer of {s}, which is not live"));
-            }
-        }
-        return Ok(format!(
-            "dangling referrer (subject {} absent) older than the grace period",
-            subjects[0]
-        ));
-    }
-    if p.delete_untagged && r.counts(d)?[catalog::count::UNTAGGED] > 0 {
-        return Ok("untagged index.json entry (--delete-untagged)".into());
-    }
-    Ok("unreachable from any root".into())
 }

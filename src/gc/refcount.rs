@@ -23,17 +23,19 @@
 //! cycles, which is why they are resolved by marking in step 3 instead of counted; their
 //! referrers are examined at every collection.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
+use super::Removal;
+use super::fasthash::{FastMap, FastSet};
 use super::graph::Params;
 use super::policy::Mode;
 use crate::catalog::{Reader, Source, count, subject_link_counts};
 use crate::error::Result;
 
-/// The garbage digests, as the reference counts find them.
+/// The garbage, as the reference counts find it, each digest with its size and why it goes.
 /// Also returns when the first grace period of a protected dangling referrer ends.
-pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u64)> {
-    let mut memo_anchor: HashMap<String, bool> = HashMap::new();
+pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(Vec<Removal>, u64)> {
+    let mut memo_anchor: FastMap<String, bool> = FastMap::default();
     let mut anchored = |d: &str| -> Result<bool> {
         if let Some(&a) = memo_anchor.get(d) {
             return Ok(a);
@@ -42,7 +44,7 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
         memo_anchor.insert(d.to_owned(), a);
         Ok(a)
     };
-    let mut t: HashSet<String> = HashSet::new();
+    let mut t: FastSet<String> = FastSet::default();
     let mut queue: VecDeque<String> = VecDeque::new();
     for d in r.candidates()? {
         if !anchored(&d)? {
@@ -51,23 +53,31 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
         }
     }
     // 2. Cascade over the counted edges.
-    let mut in_t: HashMap<String, u32> = HashMap::new();
+    let mut in_t: FastMap<String, u32> = FastMap::default();
+    // Each member of `T` is queued once: its size and when it was recorded, for step 3 and the
+    // report.
+    let mut records: FastMap<String, (u64, u64)> = FastMap::default();
     while let Some(x) = queue.pop_front() {
         let mut dependents = r.children(&x)?;
-        let x_is_manifest = r.blob(&x)?.is_some_and(|b| b.manifest);
-        for (d, src) in r.referrers(&x)? {
-            if src == Source::Subject
-                && r.manifest(&d)?
+        let record = r.blob(&x)?;
+        let x_is_manifest = record.as_ref().is_some_and(|b| b.manifest);
+        if let Some(b) = record {
+            records.insert(x.clone(), (b.size, b.recorded_at));
+        }
+        let referrers = r.referrers(&x)?;
+        for (d, src) in &referrers {
+            if *src == Source::Subject
+                && r.manifest(d)?
                     .is_some_and(|m| subject_link_counts(x_is_manifest, &m))
             {
-                dependents.push(d);
+                dependents.push(d.clone());
             }
         }
         dependents.extend(r.counted_tag_referrers(&x)?);
         // Unsupported fallback indexes that waited on `x` (not candidates) join once every
         // subject they wait on has: as candidates they would have been in `T` from the start,
         // and live only through a subject outside it.
-        for (y, src) in r.referrers(&x)? {
+        for (y, src) in referrers {
             if src != Source::FallbackIndex || t.contains(&y) || r.blob(&y)?.is_none() {
                 continue;
             }
@@ -106,16 +116,19 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
         }
     }
     // 3. Rescue what an uncounted link or the grace keeps, and what that reaches.
-    let mut rescued: HashSet<String> = HashSet::new();
+    let mut rescued: FastSet<String> = FastSet::default();
+    let mut reasons: FastMap<&str, String> = FastMap::default();
     let mut next_expiry = u64::MAX;
     let mut queue: VecDeque<String> = VecDeque::new();
     for y in &t {
         let subjects = r.subjects(y)?;
         let mut present_subject = false;
+        let mut first_present = None;
         let mut all_absent = !subjects.is_empty();
         for (s, _) in &subjects {
             if r.blob(s)?.is_some() {
                 all_absent = false;
+                first_present = first_present.or(Some(s.as_str()));
                 if !t.contains(s) {
                     present_subject = true;
                 }
@@ -125,7 +138,7 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
                 present_subject = true;
             }
         }
-        let recorded = r.blob(y)?.map(|b| b.recorded_at);
+        let recorded = records.get(y).map(|&(_, at)| at);
         let dangling = all_absent
             && recorded.is_some_and(|at| {
                 p.now.saturating_sub(at) < p.grace_secs
@@ -139,11 +152,24 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
         if present_subject || dangling {
             rescued.insert(y.clone());
             queue.push_back(y.clone());
+        } else {
+            let untagged = || Ok::<_, crate::Error>(r.counts(y)?[count::UNTAGGED] > 0);
+            let reason = match (first_present, subjects.first()) {
+                (Some(s), _) => format!("referrer of {s}, which is not live"),
+                (None, Some((s, _))) => {
+                    format!("dangling referrer (subject {s} absent) older than the grace period")
+                }
+                (None, None) if p.delete_untagged && untagged()? => {
+                    "untagged index.json entry (--delete-untagged)".to_owned()
+                }
+                (None, None) => "unreachable from any root".to_owned(),
+            };
+            reasons.insert(y.as_str(), reason);
         }
     }
     // Liveness passes through absent digests too (a live index lists a manifest not pushed
     // yet, whose referrers are here), so the walk visits them on its way.
-    let mut transit: HashSet<String> = HashSet::new();
+    let mut transit: FastSet<String> = FastSet::default();
     while let Some(x) = queue.pop_front() {
         let mut next = r.children(&x)?;
         next.extend(r.referrers(&x)?.into_iter().map(|(d, _)| d));
@@ -157,13 +183,23 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(HashSet<String>, u6
             }
         }
     }
-    t.retain(|d| !rescued.contains(d));
-    Ok((t, next_expiry))
+    let mut out = Vec::with_capacity(t.len());
+    for d in &t {
+        if rescued.contains(d) {
+            continue;
+        }
+        out.push(Removal {
+            digest: d.clone(),
+            size: records.get(d).map_or(0, |&(size, _)| size),
+            reason: reasons.remove(d.as_str()).unwrap_or_default(),
+        });
+    }
+    Ok((out, next_expiry))
 }
 
 /// Whether an absent digest is live: a root names it or a live parent (present, outside `T`)
 /// lists it.
-fn absent_but_live(r: &Reader, d: &str, t: &HashSet<String>, p: &Params<'_>) -> Result<bool> {
+fn absent_but_live(r: &Reader, d: &str, t: &FastSet<String>, p: &Params<'_>) -> Result<bool> {
     if anchored(r, d, p)? {
         return Ok(true);
     }
