@@ -357,19 +357,31 @@ impl View {
     /// Why a present digest that is not live would go.
     pub fn reason(&self, i: u32, p: &Params<'_>) -> String {
         let subjects = &self.subjects[i as usize];
-        if !subjects.is_empty() {
-            if let Some(&s) = subjects.iter().find(|&&s| self.nodes[s as usize].is_some()) {
-                return format!("referrer of {}, which is not live", self.name(s));
-            }
-            return format!(
-                "dangling referrer (subject {} absent) older than the grace period",
-                self.name(subjects[0])
-            );
+        let present = subjects
+            .iter()
+            .find(|&&s| self.nodes[s as usize].is_some())
+            .map(|&s| self.name(s));
+        let first = subjects.first().map(|&s| self.name(s));
+        let untagged_dropped = p.delete_untagged && self.untagged.contains(&i);
+        reason(present.as_deref(), first.as_deref(), untagged_dropped)
+    }
+}
+
+/// Why a digest goes, in the words of every strategy: from the first of its subjects that is
+/// present, the first of its subjects at all, and whether `--delete-untagged` drops an untagged
+/// index.json entry of it.
+pub(crate) fn reason(
+    present_subject: Option<&str>,
+    first_subject: Option<&str>,
+    untagged_dropped: bool,
+) -> String {
+    match (present_subject, first_subject) {
+        (Some(s), _) => format!("referrer of {s}, which is not live"),
+        (None, Some(s)) => {
+            format!("dangling referrer (subject {s} absent) older than the grace period")
         }
-        if p.delete_untagged && self.untagged.contains(&i) {
-            return "untagged index.json entry (--delete-untagged)".into();
-        }
-        "unreachable from any root".into()
+        (None, None) if untagged_dropped => "untagged index.json entry (--delete-untagged)".into(),
+        (None, None) => "unreachable from any root".into(),
     }
 }
 

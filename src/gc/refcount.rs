@@ -153,17 +153,10 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(Vec<Removal>, u64)>
             rescued.insert(y.clone());
             queue.push_back(y.clone());
         } else {
-            let untagged = || Ok::<_, crate::Error>(r.counts(y)?[count::UNTAGGED] > 0);
-            let reason = match (first_present, subjects.first()) {
-                (Some(s), _) => format!("referrer of {s}, which is not live"),
-                (None, Some((s, _))) => {
-                    format!("dangling referrer (subject {s} absent) older than the grace period")
-                }
-                (None, None) if p.delete_untagged && untagged()? => {
-                    "untagged index.json entry (--delete-untagged)".to_owned()
-                }
-                (None, None) => "unreachable from any root".to_owned(),
-            };
+            let untagged_dropped =
+                subjects.is_empty() && p.delete_untagged && r.counts(y)?[count::UNTAGGED] > 0;
+            let first = subjects.first().map(|(s, _)| s.as_str());
+            let reason = super::graph::reason(first_present, first, untagged_dropped);
             reasons.insert(y.as_str(), reason);
         }
     }
