@@ -441,6 +441,15 @@ fn unlinks_cut_short_are_finished_on_the_next_open() {
     assert!(live.iter().all(|d| after.contains(d)));
 }
 
+/// Pushes an image whose digests depend on `variant` (so its garbage falls in a different key
+/// order each time): its layer, config and manifest.
+fn image_of_variant(store: &Store, variant: usize) -> [(Digest, u64); 3] {
+    let layer = put(store, format!("layer {variant}").as_bytes()).unwrap();
+    let config = put(store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
+    let manifest = put(store, &image_doc(&config, &layer)).unwrap();
+    [layer, config, manifest]
+}
+
 /// A collection with no grace, one digest per chunk; with `fail`, every commit of the index
 /// fails once the first chunk has committed.
 fn gc_in_chunks_of_one(
@@ -526,9 +535,7 @@ fn a_failed_collection_still_refuses_to_revive_what_it_left_incomplete() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
         let store = Store::init(&root, &Options::default()).unwrap();
-        let layer = put(&store, format!("layer {variant}").as_bytes()).unwrap();
-        let config = put(&store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
-        let m = put(&store, &image_doc(&config, &layer)).unwrap();
+        let [layer, config, m] = image_of_variant(&store, variant);
         let first = config.0.clone().min(layer.0.clone());
         if m.0 < first {
             continue;
@@ -569,9 +576,7 @@ fn a_failed_collection_still_refuses_to_revive_what_it_left_incomplete() {
         store.untag("revived").unwrap();
         store.gc(&GcOptions::default()).unwrap();
         assert!(store.blob_info(&m.0).unwrap().is_none());
-        let layer2 = put(&store, format!("layer {variant}").as_bytes()).unwrap();
-        let config2 = put(&store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
-        let m2 = put(&store, &image_doc(&config2, &layer2)).unwrap();
+        let [_, _, m2] = image_of_variant(&store, variant);
         assert_eq!(m2.0, m.0);
         store.tag(m2.0.as_str(), "again").unwrap();
         assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
@@ -590,9 +595,7 @@ fn a_referrer_whose_subject_a_failed_collection_removed_is_not_dangling() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
         let store = Store::init(&root, &Options::default()).unwrap();
-        let layer = put(&store, format!("layer {variant}").as_bytes()).unwrap();
-        let config = put(&store, format!(r#"{{"v":{variant}}}"#).as_bytes()).unwrap();
-        let subject = put(&store, &image_doc(&config, &layer)).unwrap();
+        let [_, _, subject] = image_of_variant(&store, variant);
         let signature = |store: &Store, payload: &str| {
             let sig = put(store, payload.as_bytes()).unwrap();
             let empty = put(store, b"{}").unwrap();
