@@ -835,6 +835,70 @@ fn a_blob_pushed_again_while_its_unlink_is_pending_wins() {
     }
 }
 
+/// The race one step later: the push comes while the unlink thread is removing the file (it
+/// took the digest's pending mark and holds no lock). The push must wait for that unlink, or
+/// the unlink would remove the file the push just published.
+#[test]
+fn a_blob_pushed_again_while_its_unlink_is_under_way_wins() {
+    use ocistore::fault::{self, Step};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+    for round in 0..20 {
+        let content = format!("under way {round}");
+        let d = blob(&store, content.as_bytes()).0;
+        let pusher: Arc<Mutex<Option<std::thread::JoinHandle<()>>>> = Arc::default();
+        let published_early = Arc::new(AtomicBool::new(false));
+        let injector: fault::Injector = {
+            let (store, pusher, early) = (
+                Arc::clone(&store),
+                Arc::clone(&pusher),
+                Arc::clone(&published_early),
+            );
+            let (d, content) = (d.clone(), content.clone());
+            Arc::new(move |step, path| {
+                if step != Step::Unlink
+                    || !path.ends_with(d.blob_path())
+                    || pusher.lock().unwrap().is_some()
+                {
+                    return None;
+                }
+                let (store, d, content) = (Arc::clone(&store), d.clone(), content.clone());
+                let done = Arc::new(AtomicBool::new(false));
+                let done2 = Arc::clone(&done);
+                *pusher.lock().unwrap() = Some(std::thread::spawn(move || {
+                    let opts = PutOptions {
+                        digest: Some(d),
+                        ..Default::default()
+                    };
+                    store.put(&mut content.as_bytes(), &opts).unwrap();
+                    done2.store(true, Ordering::SeqCst);
+                }));
+                // Time for the push to publish, were it not waiting for this unlink.
+                std::thread::sleep(Duration::from_millis(50));
+                early.store(done.load(Ordering::SeqCst), Ordering::SeqCst);
+                None
+            })
+        };
+        let installed = fault::install(dir.path(), injector);
+        let r = gc(&store);
+        drop(installed);
+        assert_eq!(r.removed_blobs, 1);
+        let pusher = pusher.lock().unwrap().take().expect("the unlink ran");
+        pusher.join().unwrap();
+        assert!(
+            !published_early.load(Ordering::SeqCst),
+            "round {round}: the push completed during the unlink"
+        );
+        assert!(
+            present(&store, dir.path(), &d),
+            "round {round}: the re-pushed blob was lost"
+        );
+        assert_eq!(store.read_all(&d).unwrap(), content.as_bytes());
+        gc(&store);
+        assert!(!present(&store, dir.path(), &d));
+    }
+}
+
 /// The same race with real threads: pushers re-push garbage the collector is sweeping.
 #[test]
 fn pushes_racing_the_sweeper_are_never_lost() {
