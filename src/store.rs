@@ -80,7 +80,8 @@ pub struct OpenReport {
     pub removed_outside: Vec<String>,
     /// Changes to index.json made outside the store, taken in.
     pub reconciled: Option<ReconcileReport>,
-    /// Files skipped while reading the layout, and why.
+    /// Files skipped while reading the layout, and why; unlinks left by a collection that this
+    /// open could not finish (they stay recorded for the next open).
     pub warnings: Vec<String>,
 }
 
@@ -286,8 +287,18 @@ impl Store {
         let pending = store.db.read()?.pending_batches()?;
         if !pending.is_empty() {
             store.mark_writing()?;
-            store.unlink_pending(&pending)?;
-            store.report.finished_unlinks = pending.iter().map(|b| b.digests.len() as u64).sum();
+            let n: u64 = pending.iter().map(|b| b.digests.len() as u64).sum();
+            match store.unlink_pending(&pending) {
+                Ok(()) => store.report.finished_unlinks = n,
+                // The files are garbage the index no longer records: a file that cannot be
+                // removed costs space, not content, and must not keep the store from opening.
+                // The record stays, and the next open tries again.
+                Err(e @ Error::Io { .. }) => store.report.warnings.push(format!(
+                    "could not finish the unlinks of {n} blobs a collection removed ({e}); \
+                     they stay recorded and the next open retries them"
+                )),
+                Err(e) => return Err(e),
+            }
         }
         Ok(store)
     }

@@ -363,6 +363,61 @@ fn a_large_batch_whose_sync_fails_publishes_nothing() {
     assert!(temp_files(&root).is_empty());
 }
 
+/// An unlink that still fails when the store reopens does not keep it from opening: the open
+/// warns, naming the error, the record stays, and a later open finishes the unlinks.
+#[test]
+fn an_unlink_that_still_fails_on_open_is_a_warning_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    baseline(&root);
+    let store = Store::open(&root, &Options::default()).unwrap();
+    put(&store, b"unreferenced, undeletable for a while").unwrap();
+    let before = files(&root);
+    let failing = || -> fault::Injector {
+        Arc::new(|step, _| {
+            (step == Step::Unlink).then(|| io::Error::from_raw_os_error(libc::EACCES))
+        })
+    };
+    {
+        let _f = fault::install(root.clone(), failing());
+        let err = gc(&store).unwrap_err().to_string();
+        assert!(err.contains("os error 13"), "{err}");
+    }
+    // The files whose removal committed but whose unlink failed.
+    let stuck: BTreeSet<Digest> = files(&root)
+        .into_iter()
+        .filter(|d| store.blob_info(d).unwrap().is_none())
+        .collect();
+    assert!(!stuck.is_empty(), "no unlink was left to finish");
+    drop(store);
+    {
+        let _f = fault::install(root.clone(), failing());
+        let store = Store::open(&root, &Options::default()).unwrap();
+        let report = store.open_report();
+        assert_eq!(report.finished_unlinks, 0);
+        let expected = format!("could not finish the unlinks of {} blobs", stuck.len());
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains(&expected) && w.contains("os error 13")),
+            "{:?}",
+            report.warnings
+        );
+        // The store works meanwhile, and no file went.
+        let (other, _) = put(&store, b"pushed while an unlink is stuck").unwrap();
+        assert!(store.blob_info(&other).unwrap().is_some());
+        let now = files(&root);
+        assert!(before.iter().all(|d| now.contains(d)), "a file went");
+    }
+    let store = Store::open(&root, &Options::default()).unwrap();
+    assert_eq!(store.open_report().finished_unlinks, stuck.len() as u64);
+    assert!(store.open_report().warnings.is_empty());
+    let left = files(&root);
+    assert!(stuck.iter().all(|d| !left.contains(d)), "a file was left");
+    assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+}
+
 /// Unlinks that fail after their removals committed stay in the intent record, one batch per
 /// committed transaction, and the next open finishes every one of them: the files go, nothing
 /// live does, and the record is empty afterwards.
