@@ -836,8 +836,9 @@ fn a_blob_pushed_again_while_its_unlink_is_pending_wins() {
 }
 
 /// The race one step later: the push comes while the unlink thread is removing the file (it
-/// took the digest's pending mark and holds no lock). The push must wait for that unlink, or
-/// the unlink would remove the file the push just published.
+/// took the digest's pending mark under the stripe lock, and removes the name before releasing
+/// it). The push must wait for that unlink, or the unlink would remove the file the push just
+/// published.
 #[test]
 fn a_blob_pushed_again_while_its_unlink_is_under_way_wins() {
     use ocistore::fault::{self, Step};
