@@ -359,7 +359,7 @@ fn warn_report(report: &ocistore::OpenReport) {
         eprintln!(
             "warning: {} blobs the store held were removed by another tool: {}",
             report.removed_outside.len(),
-            report.removed_outside.join(", ")
+            some_of(&report.removed_outside)
         );
     }
     if report.recovered {
@@ -372,9 +372,21 @@ fn warn_report(report: &ocistore::OpenReport) {
         && !r.conflicts.is_empty()
     {
         eprintln!(
-            "warning: index.json and the store both changed tags {:?}; the store's change was kept",
-            r.conflicts
+            "warning: index.json and the store both changed {} tags ({}); the store's change was kept",
+            r.conflicts.len(),
+            some_of(&r.conflicts)
         );
+    }
+}
+
+/// The first few of `items`, and how many more: a warning stays one readable line however
+/// many there are (a layout emptied by hand would otherwise list every digest it held).
+fn some_of(items: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let shown = items[..items.len().min(SHOWN)].join(", ");
+    match items.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
     }
 }
 

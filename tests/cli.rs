@@ -1450,3 +1450,41 @@ fn closed_stdout_is_not_an_error() {
         assert!(out.stderr.is_empty(), "{args:?}\n{}", show(&out));
     }
 }
+
+#[test]
+fn blobs_removed_by_another_tool_are_one_warning_line_however_many() {
+    let f = fixture();
+    let mut gone = Vec::new();
+    for i in 0..8 {
+        let content = format!("loose blob {i}");
+        let out = with_stdin(&mut on(&f.root, &["put", "-"]), content.as_bytes());
+        assert!(out.status.success(), "{}", show(&out));
+        gone.push(sha256_digest(content.as_bytes()));
+    }
+    // Another tool removes them all.
+    for d in &gone {
+        let hex = d.strip_prefix("sha256:").unwrap();
+        fs::remove_file(f.root.join("blobs/sha256").join(hex)).unwrap();
+    }
+    let out = on(&f.root, &["stats"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_no_panic(&out);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("warning: 8 blobs the store held were removed by another tool: "),
+        "{stderr}"
+    );
+    assert!(lines[0].ends_with(" and 3 more"), "{stderr}");
+    // Five of them are named, the rest only counted.
+    let named = gone
+        .iter()
+        .filter(|d| lines[0].contains(d.as_str()))
+        .count();
+    assert_eq!(named, 5, "{stderr}");
+    // Noticed once: the next open says nothing.
+    let out = on(&f.root, &["stats"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
