@@ -18,7 +18,8 @@
 #       so it also removes referrers that nothing in index.json lists; its count differs).
 # Each timing is the wall time (`date +%s.%N`) of the command alone; "+ sync" adds the `sync`
 # that follows it, so that work left in the page cache (rm's and umoci's unlinks are not
-# durable when they return) is counted too. The rows are the medians of the trials. Each gc's
+# durable when they return) is counted too. "CPU" is the user plus system time of the command
+# and its children (bash's `times`), which bounds how fast it can be on this many cores. The rows are the medians of the trials. Each gc's
 # JSON report (without its list of removals) and stderr are kept in
 # target/bench-data/logs/gc-vs-rm/<row>.<trial>.{json,stderr}.
 #
@@ -89,6 +90,17 @@ jq -r '.garbage[] | sub("^sha256:"; "blobs/sha256/")' "$TRUTH" >"$WORK/garbage.t
 jq -r '.live[] | sub("^sha256:"; "")' "$TRUTH" | sort >"$WORK/live.txt"
 
 now() { date +%s.%N; }
+# cpu_now: sets CPU to the user plus system seconds of this shell's waited-for children. It
+# runs `times` in this shell, not in a subshell, which would count only its own children.
+CPU=0
+cpu_now() {
+    local f=$WORK/times a b
+    times >"$f"
+    { read -r _ && read -r a b; } <"$f"
+    CPU=$(awk -v a="$a" -v b="$b" '
+        function secs(x, p) { split(x, p, "m"); sub("s", "", p[2]); return p[1] * 60 + p[2] }
+        BEGIN { printf "%.3f", secs(a) + secs(b) }')
+}
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 files_in() { find "$1/blobs" -type f | wc -l; }
 
@@ -107,12 +119,16 @@ copy() {
 time_gc() {
     local row=$1 dir=$2 t=$3
     shift 3
-    local s e s2 out=$WORK/report.json
+    local s e s2 c0 out=$WORK/report.json
+    cpu_now
+    c0=$CPU
     s=$(now)
     # The report goes to a file: read into a shell variable, its list of 53k removals would
     # add the shell's own reading time to the collection's.
     "$BIN" --store "$dir" gc --json "$@" >"$out" 2>"$LOGS/$row.$t.stderr"
     e=$(now)
+    cpu_now
+    record "$row.cpu" "$t" "$(elapsed "$c0" "$CPU")"
     sync
     s2=$(now)
     record "$row" "$t" "$(elapsed "$s" "$e")"
@@ -127,10 +143,14 @@ time_gc() {
 
 # time_init ROW DIR TRIAL: times `ocistore --store DIR init` (adoption) and then sync.
 time_init() {
-    local row=$1 dir=$2 t=$3 s e s2
+    local row=$1 dir=$2 t=$3 s e s2 c0
+    cpu_now
+    c0=$CPU
     s=$(now)
     "$BIN" --store "$dir" init >/dev/null
     e=$(now)
+    cpu_now
+    record "$row.cpu" "$t" "$(elapsed "$c0" "$CPU")"
     sync
     s2=$(now)
     record "$row" "$t" "$(elapsed "$s" "$e")"
@@ -139,11 +159,15 @@ time_init() {
 
 # time_cmd ROW TRIAL CMD...: times CMD, then sync.
 time_cmd() {
-    local row=$1 t=$2 s e s2
+    local row=$1 t=$2 s e s2 c0
     shift 2
+    cpu_now
+    c0=$CPU
     s=$(now)
     "$@"
     e=$(now)
+    cpu_now
+    record "$row.cpu" "$t" "$(elapsed "$c0" "$CPU")"
     sync
     s2=$(now)
     record "$row" "$t" "$(elapsed "$s" "$e")"
@@ -262,10 +286,10 @@ echo "library: $REV; CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | 
 echo "layout: ocistore synth ${SYNTH_ARGS[*]}: $BLOBS blobs, $GARBAGE garbage; medians of $TRIALS trials"
 echo "load average before: $LOAD0; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| what | wall | wall + sync | removed | note |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| what | wall | wall + sync | CPU | removed | note |"
+echo "| --- | --- | --- | --- | --- | --- |"
 row() { # LABEL ROW REMOVED NOTE
-    echo "| $1 | $(ms "$(median "$2")") | $(ms "$(median "$2+sync")") | $3 | $4 |"
+    echo "| $1 | $(ms "$(median "$2")") | $(ms "$(median "$2+sync")") | $(ms "$(median "$2.cpu")") | $3 | $4 |"
 }
 gc_note() { # ROW
     echo "mark $(msf "$(median "$1.mark_ms")"), max pause $(msf "$(median "$1.max_pause_ms")"), unlink $(msf "$(median "$1.unlink_ms")"), total_ms $(msf "$(median "$1.total_ms")")"
@@ -284,7 +308,7 @@ if ((HAVE_UMOCI)); then
     row "umoci gc ($(umoci --version | awk '{ print $3 }'))" umoci "$(median umoci.removed_blobs)" \
         "follows index.json only: also removes referrers listed nowhere"
 else
-    echo "| umoci gc | not installed | | | |"
+    echo "| umoci gc | not installed | | | | |"
 fi
 echo
 GC=$(median gc)
@@ -296,6 +320,12 @@ if ((HAVE_UMOCI)); then
     echo "umoci gc / ocistore gc: $(ratio "$(median umoci)" "$GC") (wall), $(ratio "$(median umoci+sync)" "$(median gc+sync)") (wall + sync)"
     echo "umoci gc / (ocistore init + gc): $(ratio "$(median umoci)" "$(awk -v a="$(median init)" -v b="$GC" 'BEGIN { print a + b }')") (wall)"
 fi
+# A command that needs CPU seconds of work cannot take less than CPU / cores of wall time.
+NPROC=$(nproc)
+echo "CPU (user + system) / $NPROC cores, the least wall time that work can take here:" \
+    "ocistore gc $(ms "$(awk -v c="$(median gc.cpu)" -v n="$NPROC" 'BEGIN { print c / n }')")," \
+    "xargs -P $JOBS rm $(ms "$(awk -v c="$(median rm_p.cpu)" -v n="$NPROC" 'BEGIN { print c / n }')");" \
+    "ocistore gc's CPU / xargs -P $JOBS rm's wall: $(ratio "$(awk -v c="$(median gc.cpu)" -v n="$NPROC" 'BEGIN { print c / n }')" "$(median rm_p)")"
 echo "max pause (longest sweep transaction): mark-sweep $(msf "$(median gc.max_pause_ms)"), refcount $(msf "$(median gc_rc.max_pause_ms)")"
 echo
 echo "total run time: $(($(date +%s) - T0)) s"
