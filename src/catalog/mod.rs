@@ -231,7 +231,10 @@ pub(crate) struct PendingBatch {
     pub key: u64,
     /// Digests whose rows the transaction removed and whose files may still be there.
     pub digests: Vec<String>,
-    /// `(child, parent)`: `PARENTS` rows of removed parents, left for a later transaction.
+    /// `(child, parent)`: `PARENTS` rows of removed parents, left for a later transaction; and
+    /// `(digest, removed)` for garbage whose count updates the removal of `removed` skipped
+    /// ([`Writer::take_skipped_recounts`]). After a crash, the rows go and the first digests
+    /// are counted afresh.
     pub links: Vec<(String, String)>,
 }
 
@@ -875,6 +878,9 @@ pub(crate) struct Writer<'t> {
     /// `PARENTS` rows of removed manifests left in place, when deferred
     /// ([`Writer::defer_parent_links`]).
     deferred_links: RefCell<Option<Vec<(String, String)>>>,
+    /// `(digest, removed)`: count updates skipped because `digest` is doomed too, when deferred
+    /// ([`Writer::take_skipped_recounts`]).
+    skipped_recounts: RefCell<Vec<(String, String)>>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
@@ -1056,6 +1062,7 @@ impl<'t> Writer<'t> {
             names_removed: std::cell::Cell::new(false),
             deferred_totals: std::cell::Cell::new(None),
             deferred_links: RefCell::new(None),
+            skipped_recounts: RefCell::new(Vec::new()),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -1132,6 +1139,25 @@ impl<'t> Writer<'t> {
         if links.is_none() {
             *links = Some(Vec::new());
         }
+        Ok(())
+    }
+
+    /// `(digest, removed)` for each count update of a present `digest` that a removal skipped
+    /// because `digest` was doomed too (a child, a referrer or a waiting fallback index of the
+    /// removed digest): its counts go with it when the same collection removes it. If the
+    /// collection stops before that, they are stale, and the caller must have them recounted
+    /// ([`Writer::recount_from_scratch`]): it records the pairs in the transaction's `PENDING`
+    /// batch, which the next open settles. Only a removal given a `doomed` test skips.
+    pub(crate) fn take_skipped_recounts(&self) -> Result<Vec<(String, String)>> {
+        Ok(std::mem::take(
+            &mut *self.skipped_recounts.try_borrow_mut()?,
+        ))
+    }
+
+    fn skip_recount(&self, digest: &str, removed: &str) -> Result<()> {
+        self.skipped_recounts
+            .try_borrow_mut()?
+            .push((digest.to_owned(), removed.to_owned()));
         Ok(())
     }
 
@@ -1658,6 +1684,7 @@ impl<'t> Writer<'t> {
         if rec.manifest {
             for c in self.children(digest)? {
                 if doomed(&c) {
+                    self.skip_recount(&c, digest)?;
                     continue;
                 }
                 if let Some(links) = self.deferred_links.try_borrow_mut()?.as_mut() {
@@ -1674,7 +1701,9 @@ impl<'t> Writer<'t> {
         if rec.manifest {
             // A fallback index listing it no longer waits on its subject (`waits_on`).
             for p in self.parents(digest)? {
-                if !doomed(&p) {
+                if doomed(&p) {
+                    self.skip_recount(&p, digest)?;
+                } else {
                     self.recount(&p)?;
                 }
             }
@@ -1687,6 +1716,7 @@ impl<'t> Writer<'t> {
         }
         for (r, src) in self.referrers(digest)? {
             if doomed(&r) {
+                self.skip_recount(&r, digest)?;
                 continue;
             }
             if src == Source::Subject
@@ -1703,6 +1733,9 @@ impl<'t> Writer<'t> {
         }
         // Counted tag links end with either end's presence.
         for r in self.counted_tag_referrers(digest)? {
+            if doomed(&r) {
+                self.skip_recount(&r, digest)?;
+            }
             let keep_row = !doomed(&r) && self.blob(&r)?.is_some();
             self.uncount_tag_link(digest, &r, keep_row)?;
         }

@@ -564,7 +564,22 @@ impl Store {
         }
         w.flush_counts()?;
         w.add_collected(&removed)?;
-        let batch = w.add_pending(&removed, &left)?;
+        // Count updates skipped for garbage that a later chunk removes (the garbage is in key
+        // order): recounted on the next open if the collection stops before that chunk.
+        let last = chunk[..taken].last().map_or("", |g| g.digest.as_str());
+        let mut recounts: Vec<(String, String)> = w
+            .take_skipped_recounts()?
+            .into_iter()
+            .filter(|(d, _)| d.as_str() > last)
+            .collect();
+        let batch = if recounts.is_empty() {
+            w.add_pending(&removed, &left)?
+        } else {
+            recounts.extend(left.iter().cloned());
+            recounts.sort_unstable();
+            recounts.dedup();
+            w.add_pending(&removed, &recounts)?
+        };
         drop(w);
         let work = t0.elapsed();
         self.mark_pending(&removed)?;
@@ -635,6 +650,15 @@ impl Store {
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
             w.drop_stale_parent_links(&links)?;
+            // The rows' children, and the garbage whose count updates the sweep skipped
+            // (`Writer::take_skipped_recounts`), are counted afresh.
+            let mut last = None;
+            for (d, _) in &links {
+                if last != Some(d) && w.blob(d)?.is_some() {
+                    w.recount_from_scratch(d)?;
+                }
+                last = Some(d);
+            }
             drop(w);
             txn.commit()?;
         }
