@@ -1460,6 +1460,22 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
+    /// Puts back the `PARENTS` row of `parent` under `child`, with its count, if it is missing:
+    /// a collection that removed `child` dropped its rows while `parent`, garbage too, stayed
+    /// (it stopped before removing `parent`), and `child` was pushed again since
+    /// (`Store::refuse_collected`).
+    pub(crate) fn restore_parent_row(&self, child: &str, parent: &str) -> Result<()> {
+        let present = self
+            .parent_rows(child)?
+            .iter()
+            .any(|p| p.as_str() == parent);
+        if !present {
+            self.t_parents()?.insert(dk(child), dk(parent))?;
+            self.bump(child, count::PARENTS, 1)?;
+        }
+        Ok(())
+    }
+
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
         let mut t = self.t_counts()?;
         let mut row = t.get(dk(digest))?.map(|v| v.value()).unwrap_or([0; 4]);

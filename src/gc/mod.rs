@@ -1105,7 +1105,9 @@ impl Store {
     /// and the write's commit. The sweep records what it removes in `COLLECTED`, in the removing
     /// transaction, and empties it once complete (but for the removed children of what writes
     /// kept), so the check also holds after a crash or a failed collection, until one completes.
-    /// Pushing the missing content again (it is then indexed anew) lets the write through.
+    /// Pushing the missing content again (it is then indexed anew) lets the write through; the
+    /// walk then puts back the `PARENTS` rows the removal took from it under the manifests that
+    /// list it, so that the reference counts hold it supported again.
     ///
     /// A referrer that has gone takes its link with it, so a subject made reachable again after
     /// that is not refused: it has lost that referrer, as it would have had the referrer gone
@@ -1116,19 +1118,32 @@ impl Store {
         }
         for root in roots {
             let mut seen: FastSet<String> = FastSet::default();
-            let mut stack = vec![root.clone()];
-            while let Some(x) = stack.pop() {
+            // Each digest with the manifest that lists it, if the walk came through one.
+            let mut stack: Vec<(String, Option<String>)> = vec![(root.clone(), None)];
+            while let Some((x, parent)) = stack.pop() {
+                if w.is_collected(&x)? {
+                    if w.blob(&x)?.is_none() {
+                        return Err(Error::BeingCollected {
+                            digest: root.clone(),
+                            gone: x,
+                        });
+                    }
+                    // Pushed again since: its `PARENTS` rows went with it, and the manifest
+                    // that lists it is about to become reachable. Without the row, the
+                    // reference counts would hold it unsupported.
+                    if let Some(p) = &parent {
+                        w.restore_parent_row(&x, p)?;
+                    }
+                }
                 if !seen.insert(x.clone()) {
                     continue;
                 }
-                if w.is_collected(&x)? && w.blob(&x)?.is_none() {
-                    return Err(Error::BeingCollected {
-                        digest: root.clone(),
-                        gone: x,
-                    });
+                for c in w.children(&x)? {
+                    stack.push((c, Some(x.clone())));
                 }
-                stack.extend(w.children(&x)?);
-                stack.extend(w.referrers(&x)?.into_iter().map(|(r, _)| r));
+                for (r, _) in w.referrers(&x)? {
+                    stack.push((r, None));
+                }
             }
         }
         Ok(())
