@@ -649,16 +649,7 @@ impl Store {
             links.sort_unstable();
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
-            w.drop_stale_parent_links(&links)?;
-            // The rows' children, and the garbage whose count updates the sweep skipped
-            // (`Writer::take_skipped_recounts`), are counted afresh.
-            let mut last = None;
-            for (d, _) in &links {
-                if last != Some(d) && w.blob(d)?.is_some() {
-                    w.recount_from_scratch(d)?;
-                }
-                last = Some(d);
-            }
+            settle_links(&w, &links)?;
             drop(w);
             txn.commit()?;
         }
@@ -1035,12 +1026,40 @@ impl Store {
         let w = Writer::collector(&txn);
         w.take_changed()?;
         w.set_meta(meta::GC_CLEAN, GC_RUNNING)?;
+        if self.gc_flag().load(Ordering::SeqCst) == 0 {
+            // Batches left by a collection of this process that failed (those of a crashed
+            // process were settled on open): their counts are settled before this one reads
+            // them. Their unlinks wait for the next open, which alone may unlink without the
+            // removing transaction holding ingest back.
+            let mut links: Vec<(String, String)> = w
+                .pending_batches()?
+                .into_iter()
+                .flat_map(|b| b.links)
+                .collect();
+            links.sort_unstable();
+            settle_links(&w, &links)?;
+        }
         drop(w);
         self.gc_flag().fetch_add(1, Ordering::SeqCst);
         let guard = CollectionGuard { store: self };
         txn.commit()?;
         Ok(guard)
     }
+}
+
+/// Drops the stale `PARENTS` rows among `links` (sorted) and counts their first digests afresh:
+/// the children of those rows, and the garbage whose count updates a sweep skipped
+/// (`Writer::take_skipped_recounts`). Doing it twice changes nothing.
+fn settle_links(w: &Writer<'_>, links: &[(String, String)]) -> Result<()> {
+    w.drop_stale_parent_links(links)?;
+    let mut last = None;
+    for (d, _) in links {
+        if last != Some(d) && w.blob(d)?.is_some() {
+            w.recount_from_scratch(d)?;
+        }
+        last = Some(d);
+    }
+    Ok(())
 }
 
 /// The annotation of the untagged index.json entry that lists a pinned manifest.
