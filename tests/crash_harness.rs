@@ -1632,9 +1632,11 @@ impl Harness {
             rec.gc = true;
             rec.removed = gc.removed.into_iter().map(|r| r.digest).collect();
             summary.gc_removed += rec.removed.len() as u64;
-            model.commit(&rec).map_err(what)?;
+            // A failure names the collection's options: the strategy decides what it reads.
+            let by = |e: String| what(format!("{e}\n(the collection: {opts:?})"));
+            model.commit(&rec).map_err(by)?;
             summary.checked += check_all(&store, &root, &model)
-                .map_err(|e| what(format!("after the collection that followed: {e}")))?;
+                .map_err(|e| by(format!("after the collection that followed: {e}")))?;
             drop(store);
         }
         Ok(())

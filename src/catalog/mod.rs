@@ -1147,7 +1147,9 @@ impl<'t> Writer<'t> {
     /// removed digest): its counts go with it when the same collection removes it. If the
     /// collection stops before that, they are stale, and the caller must have them recounted
     /// ([`Writer::recount_from_scratch`]): it records the pairs in the transaction's `PENDING`
-    /// batch, which the next open settles. Only a removal given a `doomed` test skips.
+    /// batch, which the next open settles. Only a removal given a `doomed` test skips, and only
+    /// a collection does, in key order: so only digests after `removed` are listed, the others
+    /// having gone before it.
     pub(crate) fn take_skipped_recounts(&self) -> Result<Vec<(String, String)>> {
         Ok(std::mem::take(
             &mut *self.skipped_recounts.try_borrow_mut()?,
@@ -1155,9 +1157,12 @@ impl<'t> Writer<'t> {
     }
 
     fn skip_recount(&self, digest: &str, removed: &str) -> Result<()> {
-        self.skipped_recounts
-            .try_borrow_mut()?
-            .push((digest.to_owned(), removed.to_owned()));
+        // A collection removes in key order: garbage before `removed` has gone already.
+        if digest > removed {
+            self.skipped_recounts
+                .try_borrow_mut()?
+                .push((digest.to_owned(), removed.to_owned()));
+        }
         Ok(())
     }
 
