@@ -332,6 +332,41 @@ pub struct TagRow {
     pub entry: Vec<u8>,
 }
 
+/// The strong and referrer edges of a [`Reader`]'s snapshot. Unlike the reader, it may be read
+/// from another thread, so that a graph loads its edges beside its blobs.
+pub(crate) struct LinkTables {
+    edges: redb::ReadOnlyMultimapTable<DigestKey, DigestKey>,
+    referrers: redb::ReadOnlyMultimapTable<DigestKey, (DigestKey, u8)>,
+}
+
+impl LinkTables {
+    /// Every edge, as the stored encodings of (parent, child), in key order.
+    pub(crate) fn for_each_edge_key(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        for row in self.edges.iter()? {
+            let (k, vals) = row?;
+            let parent = k.value();
+            let parent = parent.encode();
+            for v in vals {
+                f(parent.as_ref(), v?.value().encode().as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every referrer edge (all sources), as the stored encodings of (subject, referrer).
+    pub(crate) fn for_each_referrer_key(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        for row in self.referrers.iter()? {
+            let (k, vals) = row?;
+            let subject = k.value();
+            let subject = subject.encode();
+            for v in vals {
+                f(subject.as_ref(), v?.value().0.encode().as_ref());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Read access to a snapshot. Tables are opened once, on first use.
 #[allow(clippy::type_complexity)]
 pub(crate) struct Reader {
@@ -767,30 +802,12 @@ impl Reader {
         Ok(())
     }
 
-    /// Every edge, as the stored encodings of (parent, child), in key order.
-    pub(crate) fn for_each_edge_key(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        for row in self.t_edges()?.iter()? {
-            let (k, vals) = row?;
-            let parent = k.value();
-            let parent = parent.encode();
-            for v in vals {
-                f(parent.as_ref(), v?.value().encode().as_ref());
-            }
-        }
-        Ok(())
-    }
-
-    /// Every referrer edge (all sources), as the stored encodings of (subject, referrer).
-    pub(crate) fn for_each_referrer_key(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        for row in self.t_referrers()?.iter()? {
-            let (k, vals) = row?;
-            let subject = k.value();
-            let subject = subject.encode();
-            for v in vals {
-                f(subject.as_ref(), v?.value().0.encode().as_ref());
-            }
-        }
-        Ok(())
+    /// The edge and referrer tables of this snapshot, to read on another thread.
+    pub(crate) fn link_tables(&self) -> Result<LinkTables> {
+        Ok(LinkTables {
+            edges: self.txn.open_multimap_table(EDGES)?,
+            referrers: self.txn.open_multimap_table(REFERRERS)?,
+        })
     }
 
     /// Every tag's name and digest, without its stored descriptor.

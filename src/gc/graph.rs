@@ -82,6 +82,24 @@ pub(crate) struct View {
     pins: Vec<u32>,
 }
 
+/// The strong and referrer edges of an index snapshot, read apart from the view they go into
+/// ([`View::add_links`]), so that they can be read on another thread while the blobs load.
+#[derive(Default)]
+pub(crate) struct LinkRows {
+    edges: Vec<(Key, Key)>,
+    referrers: Vec<(Key, Key)>,
+}
+
+impl LinkRows {
+    /// Reads every edge of `tables`, by stored encodings.
+    pub fn read(tables: &catalog::LinkTables) -> crate::error::Result<LinkRows> {
+        let mut rows = LinkRows::default();
+        tables.for_each_edge_key(|p, c| rows.edges.push((Key::new(p), Key::new(c))))?;
+        tables.for_each_referrer_key(|s, r| rows.referrers.push((Key::new(s), Key::new(r))))?;
+        Ok(rows)
+    }
+}
+
 /// What liveness depends on besides the graph.
 #[derive(Clone, Debug)]
 pub(crate) struct Params<'a> {
@@ -138,14 +156,14 @@ impl View {
         i
     }
 
-    /// The id of a stored encoding, remembering it for the next call.
-    fn id_of_key(&mut self, stored: &[u8]) -> u32 {
-        if let Some((Key::Short(k), i)) = &self.last
-            && k[..] == *stored
+    /// The id of a stored encoding, remembering it for the next call: edge rows come grouped
+    /// by their first digest.
+    fn id_of_grouped(&mut self, key: Key) -> u32 {
+        if let Some((k, i)) = &self.last
+            && *k == key
         {
             return *i;
         }
-        let key = Key::new(stored);
         let i = self.id_of(key.clone());
         self.last = Some((key, i));
         i
@@ -177,22 +195,22 @@ impl View {
         self.children[p as usize].push(c);
     }
 
-    /// [`View::add_edge`] by stored encodings.
-    pub fn add_edge_keys(&mut self, parent: &[u8], child: &[u8]) {
-        let p = self.id_of_key(parent);
-        let c = self.id_of(Key::new(child));
-        self.children[p as usize].push(c);
+    /// Adds the edges [`LinkRows::read`] read.
+    pub fn add_links(&mut self, rows: LinkRows) {
+        for (parent, child) in rows.edges {
+            let p = self.id_of_grouped(parent);
+            let c = self.id_of(child);
+            self.children[p as usize].push(c);
+        }
+        for (subject, referrer) in rows.referrers {
+            let s = self.id_of_grouped(subject);
+            let r = self.id_of(referrer);
+            self.link(s, r);
+        }
     }
 
     pub fn add_link(&mut self, subject: &str, referrer: &str) {
         let (s, r) = (self.id(subject), self.id(referrer));
-        self.link(s, r);
-    }
-
-    /// [`View::add_link`] by stored encodings.
-    pub fn add_link_keys(&mut self, subject: &[u8], referrer: &[u8]) {
-        let s = self.id_of_key(subject);
-        let r = self.id_of(Key::new(referrer));
         self.link(s, r);
     }
 
@@ -446,10 +464,10 @@ mod tests {
             view.add_blob_key(catalog::key_of_digest(d).as_ref(), Node::default());
         }
         view.add_edge(&sha256, &sha512);
-        view.add_edge_keys(
-            catalog::key_of_digest(&sha256).as_ref(),
-            catalog::key_of_digest(&odd).as_ref(),
-        );
+        view.add_links(LinkRows {
+            edges: vec![(Key::of(&sha256), Key::of(&odd))],
+            referrers: vec![(Key::of(&sha256), Key::of(&sha512))],
+        });
         view.add_link(&sha512, &odd);
         assert_eq!(view.names.len(), 3);
         for d in [&sha256, &sha512, &odd] {
@@ -458,6 +476,6 @@ mod tests {
             assert!(view.is_present(d));
         }
         assert_eq!(view.children_of(&sha256), vec![sha512.clone(), odd.clone()]);
-        assert_eq!(view.referrer_names(), vec![odd]);
+        assert_eq!(view.referrer_names(), vec![sha512, odd]);
     }
 }

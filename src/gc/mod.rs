@@ -52,7 +52,7 @@ use crate::scan;
 use crate::store::Store;
 
 use fasthash::FastSet;
-use graph::{Node, Params, Via, View};
+use graph::{LinkRows, Node, Params, Via, View};
 pub use policy::{Mode, Policy};
 use unlink::Unlinker;
 
@@ -641,15 +641,10 @@ impl Store {
     /// Finishes unlinks a crashed process committed but did not do (on open, before any other
     /// write): the files of `PENDING` digests that are not indexed again.
     pub(crate) fn unlink_pending(&self, batches: &[PendingBatch]) -> Result<()> {
-        let mut links: Vec<(String, String)> = batches
-            .iter()
-            .flat_map(|b| b.links.iter().cloned())
-            .collect();
-        if !links.is_empty() {
-            links.sort_unstable();
+        if batches.iter().any(|b| !b.links.is_empty()) {
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
-            settle_links(&w, &links)?;
+            settle_links(&w, batches)?;
             drop(w);
             txn.commit()?;
         }
@@ -1031,13 +1026,7 @@ impl Store {
             // process were settled on open): their counts are settled before this one reads
             // them. Their unlinks wait for the next open, which alone may unlink without the
             // removing transaction holding ingest back.
-            let mut links: Vec<(String, String)> = w
-                .pending_batches()?
-                .into_iter()
-                .flat_map(|b| b.links)
-                .collect();
-            links.sort_unstable();
-            settle_links(&w, &links)?;
+            settle_links(&w, &w.pending_batches()?)?;
         }
         drop(w);
         self.gc_flag().fetch_add(1, Ordering::SeqCst);
@@ -1047,13 +1036,18 @@ impl Store {
     }
 }
 
-/// Drops the stale `PARENTS` rows among `links` (sorted) and counts their first digests afresh:
+/// Drops the stale `PARENTS` rows the `batches` list and counts their first digests afresh:
 /// the children of those rows, and the garbage whose count updates a sweep skipped
 /// (`Writer::take_skipped_recounts`). Doing it twice changes nothing.
-fn settle_links(w: &Writer<'_>, links: &[(String, String)]) -> Result<()> {
-    w.drop_stale_parent_links(links)?;
+fn settle_links(w: &Writer<'_>, batches: &[PendingBatch]) -> Result<()> {
+    let mut links: Vec<(String, String)> = batches
+        .iter()
+        .flat_map(|b| b.links.iter().cloned())
+        .collect();
+    links.sort_unstable();
+    w.drop_stale_parent_links(&links)?;
     let mut last = None;
-    for (d, _) in links {
+    for (d, _) in &links {
         if last != Some(d) && w.blob(d)?.is_some() {
             w.recount_from_scratch(d)?;
         }
@@ -1295,19 +1289,34 @@ fn ms(d: Duration) -> f64 {
 fn load_view(r: &Reader, policy: &Policy) -> Result<View> {
     let blobs = r.table_sizes()?.blobs;
     let mut view = View::with_capacity(usize::try_from(blobs).unwrap_or(0).saturating_add(1024));
-    r.for_each_blob_key(|d, rec| {
-        view.add_blob_key(
-            d,
-            Node {
-                size: rec.size,
-                recorded_at: rec.recorded_at,
-                artifact_type: None,
-                found: rec.found,
-            },
-        );
-    })?;
-    r.for_each_edge_key(|p, c| view.add_edge_keys(p, c))?;
-    r.for_each_referrer_key(|s, rf| view.add_link_keys(s, rf))?;
+    // The edges are read on a thread of their own while the blobs load, then added.
+    let links = r.link_tables()?;
+    let (blobs, rows) = std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("ocistore-load-edges".into())
+            .spawn_scoped(scope, || LinkRows::read(&links));
+        let blobs = r.for_each_blob_key(|d, rec| {
+            view.add_blob_key(
+                d,
+                Node {
+                    size: rec.size,
+                    recorded_at: rec.recorded_at,
+                    artifact_type: None,
+                    found: rec.found,
+                },
+            );
+        });
+        let rows = match reading {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Index("the edge-loading thread failed".into()))),
+            // No thread to spare: read them here.
+            Err(_) => LinkRows::read(&links),
+        };
+        (blobs, rows)
+    });
+    blobs?;
+    view.add_links(rows?);
     // The artifact type decides the policy, which matters for referrers only, and only when
     // the policy tells types apart.
     let names = if policy.is_uniform() {
