@@ -136,7 +136,7 @@ time_gc() {
     jq 'del(.removed)' "$out" >"$LOGS/$row.$t.json"
     rm -f "$out"
     if [[ -s $LOGS/$row.$t.stderr ]]; then sed 's/^/   stderr: /' "$LOGS/$row.$t.stderr"; fi
-    for f in mark_ms max_pause_ms unlink_ms total_ms removed_blobs unchanged; do
+    for f in strategy mark_ms max_pause_ms unlink_ms total_ms removed_blobs unchanged; do
         record "$row.$f" "$t" "$(jq -r ".$f" "$LOGS/$row.$t.json")"
     done
 }
@@ -204,7 +204,7 @@ for ((t = 1; t <= TRIALS; t++)); do
     for c in "${copies[@]}"; do copy "$c"; done
     sync
 
-    echo "   (a) ocistore init + gc (mark-sweep), (e) gc again"
+    echo "   (a) ocistore init + gc (default strategy), (e) gc again"
     time_init init "$WORK/A" "$t"
     time_gc gc "$WORK/A" "$t"
     check_removed gc "$t"
@@ -291,11 +291,14 @@ echo "| --- | --- | --- | --- | --- | --- |"
 row() { # LABEL ROW REMOVED NOTE
     echo "| $1 | $(ms "$(median "$2")") | $(ms "$(median "$2+sync")") | $(ms "$(median "$2.cpu")") | $3 | $4 |"
 }
+strategies() { # ROW: the strategies the trials' reports name (the default picks one)
+    for ((i = 1; i <= TRIALS; i++)); do echo "${R[$1.strategy,$i]:-}"; done | sort -u | paste -sd/
+}
 gc_note() { # ROW
-    echo "mark $(msf "$(median "$1.mark_ms")"), max pause $(msf "$(median "$1.max_pause_ms")"), unlink $(msf "$(median "$1.unlink_ms")"), total_ms $(msf "$(median "$1.total_ms")")"
+    echo "$(strategies "$1"), mark $(msf "$(median "$1.mark_ms")"), max pause $(msf "$(median "$1.max_pause_ms")"), unlink $(msf "$(median "$1.unlink_ms")"), total_ms $(msf "$(median "$1.total_ms")")"
 }
 row "ocistore init (adoption, once per layout)" init "" "indexes $BLOBS blobs"
-row "ocistore gc (mark-sweep)" gc "$(median gc.removed_blobs)" "$(gc_note gc)"
+row "ocistore gc (default strategy)" gc "$(median gc.removed_blobs)" "$(gc_note gc)"
 row "ocistore gc again (nothing to collect, no write since)" noop "$(median noop.removed_blobs)" \
     "answered from the record of the last collection in $(count_true noop.unchanged)/$TRIALS trials"
 row "ocistore gc after pin + unpin (nothing to collect)" noop_w "$(median noop_w.removed_blobs)" \
@@ -326,6 +329,6 @@ echo "CPU (user + system) / $NPROC cores, the least wall time that work can take
     "ocistore gc $(ms "$(awk -v c="$(median gc.cpu)" -v n="$NPROC" 'BEGIN { print c / n }')")," \
     "xargs -P $JOBS rm $(ms "$(awk -v c="$(median rm_p.cpu)" -v n="$NPROC" 'BEGIN { print c / n }')");" \
     "ocistore gc's CPU / xargs -P $JOBS rm's wall: $(ratio "$(awk -v c="$(median gc.cpu)" -v n="$NPROC" 'BEGIN { print c / n }')" "$(median rm_p)")"
-echo "max pause (longest sweep transaction): mark-sweep $(msf "$(median gc.max_pause_ms)"), refcount $(msf "$(median gc_rc.max_pause_ms)")"
+echo "max pause (longest sweep transaction): default ($(strategies gc)) $(msf "$(median gc.max_pause_ms)"), refcount $(msf "$(median gc_rc.max_pause_ms)")"
 echo
 echo "total run time: $(($(date +%s) - T0)) s"

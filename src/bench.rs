@@ -284,6 +284,7 @@ impl std::str::FromStr for StrategyList {
 /// The name of a strategy, as the command line spells it.
 pub fn strategy_name(s: Strategy) -> &'static str {
     match s {
+        Strategy::Auto => "auto",
         Strategy::MarkSweep => "mark-sweep",
         Strategy::Refcount => "refcount",
         Strategy::Scan => "scan",

@@ -101,8 +101,9 @@ enum Command {
         /// Say what would go, and why; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// How garbage is found: mark-sweep, refcount or scan.
-        #[arg(long, default_value = "mark-sweep")]
+        /// How garbage is found: mark-sweep, refcount, scan, or auto (refcount while few digests
+        /// are candidates, at most one per 128 blobs; mark-sweep otherwise).
+        #[arg(long, default_value = "auto")]
         strategy: ocistore::gc::Strategy,
         #[command(flatten)]
         liveness: LivenessArgs,

@@ -1202,3 +1202,54 @@ fn a_delete_does_not_take_a_referrer_that_a_live_index_lists() {
     store.delete(img.as_str(), &forced).unwrap();
     assert!(!present(&store, dir.path(), &sig));
 }
+
+/// The default strategy counts when few digests have lost their support since the last
+/// collection (one candidate per 128 blobs at most), and marks when many have. Either way it
+/// removes what mark-sweep finds.
+#[test]
+fn the_automatic_strategy_counts_for_a_few_candidates_and_marks_for_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), &Options::default()).unwrap();
+    // 60 tagged images sharing two layers: 182 blobs.
+    for i in 0..60 {
+        let own = format!("own layer {i}");
+        let img = image(&store, &format!("img{i}"), &["base", "common", &own]);
+        store.tag(img.as_str(), &format!("t{i}")).unwrap();
+    }
+    let opts = GcOptions {
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
+    assert_eq!(opts.strategy, Strategy::Auto);
+    let digests = |r: &ocistore::gc::GcReport| -> BTreeSet<String> {
+        r.removed.iter().map(|x| x.digest.clone()).collect()
+    };
+    let marked = |store: &Store| {
+        let dry = GcOptions {
+            strategy: Strategy::MarkSweep,
+            dry_run: true,
+            ..opts.clone()
+        };
+        digests(&store.gc(&dry).unwrap())
+    };
+    assert_eq!(store.gc(&opts).unwrap().removed_blobs, 0);
+
+    // One untagged image: its manifest is the one candidate.
+    store.untag("t0").unwrap();
+    let expected = marked(&store);
+    let r = store.gc(&opts).unwrap();
+    assert_eq!(r.strategy, Strategy::Refcount);
+    assert_eq!(r.removed_blobs, 3, "{:?}", r.removed);
+    assert_eq!(digests(&r), expected);
+
+    // Twenty: 20 candidates among 179 blobs.
+    for i in 1..21 {
+        store.untag(&format!("t{i}")).unwrap();
+    }
+    let expected = marked(&store);
+    let r = store.gc(&opts).unwrap();
+    assert_eq!(r.strategy, Strategy::MarkSweep);
+    assert_eq!(r.removed_blobs, 60, "{:?}", r.removed);
+    assert_eq!(digests(&r), expected);
+    assert!(store.verify(&Default::default()).unwrap().ok);
+}

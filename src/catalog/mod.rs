@@ -66,7 +66,8 @@ pub(crate) use key::{decode as digest_of_key, encode as key_of_digest};
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
 /// older version is rebuilt from the layout on the next writable open (it is a cache; pins,
 /// which the layout does not hold, are carried over).
-pub const SCHEMA_VERSION: u64 = 9;
+/// Version 10: a `subject` link counts as support only from a referrer with a verified digest.
+pub const SCHEMA_VERSION: u64 = 10;
 
 pub(crate) const BLOBS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("blobs");
 pub(crate) const MANIFESTS: TableDefinition<DigestKey, &[u8]> = TableDefinition::new("manifests");
@@ -300,7 +301,7 @@ pub struct ManifestRecord {
     #[serde(rename = "z")]
     pub size: u64,
     /// Whether its link to its subject counts as support in the reference counts (its subject
-    /// field is set and it lists no manifest).
+    /// field is set, it lists no manifest, and its digest is one the store verifies).
     #[serde(rename = "c", default)]
     pub counted_subject: bool,
     /// Whether it lists no manifest (as a child, or with no media type to tell).
@@ -309,10 +310,13 @@ pub struct ManifestRecord {
 }
 
 /// Whether a `subject` link supports its referrer in the reference counts: the subject is a
-/// manifest and the referrer lists no manifest (as a child, or with no media type to tell).
-/// Counted links can then never close a cycle of support: from a counted referrer, strong edges
-/// lead only to plain blobs, whose own subject links are not counted. Links that are not counted
-/// are resolved by marking in the reference-count strategy, like tag links.
+/// manifest, the referrer lists no manifest (as a child, or with no media type to tell), and the
+/// referrer's digest is one the store verifies (`ManifestRecord::counted_subject`). Counted links
+/// can then never close a cycle of support: from a counted referrer, strong edges lead only to
+/// plain blobs, whose own subject links are not counted; and `subject` links alone cannot form
+/// one, as each counted referrer's digest covers its subject's. Names a pusher gives under an
+/// algorithm the store cannot verify can (`referrer_cycle` in `tests/hostile.rs`). Links that
+/// are not counted are resolved by marking in the reference-count strategy, like tag links.
 pub(crate) fn subject_link_counts(subject_is_manifest: bool, referrer: &ManifestRecord) -> bool {
     subject_is_manifest && referrer.counted_subject
 }
@@ -835,6 +839,11 @@ impl Reader {
 
     reads!();
 
+    /// How many digests `CANDIDATES` holds (without reading them).
+    pub(crate) fn candidate_count(&self) -> Result<u64> {
+        Ok(self.t_candidates()?.len()?)
+    }
+
     pub(crate) fn table_sizes(&self) -> Result<Counts> {
         let [blobs, bytes, manifests] = decode_totals(self.meta(meta::TOTALS)?.as_deref());
         Ok(Counts {
@@ -1342,7 +1351,9 @@ impl<'t> Writer<'t> {
                 annotations: parsed.annotations.clone(),
                 subject: parsed.subject.as_ref().map(|s| s.to_string()),
                 size,
-                counted_subject: parsed.subject.is_some() && lists_no_manifest,
+                counted_subject: parsed.subject.is_some()
+                    && lists_no_manifest
+                    && Digest::parse(digest).is_ok_and(|d| d.is_verifiable()),
                 lists_no_manifest,
             };
             let bytes = serde_json::to_vec(&rec).map_err(|e| Error::Index(e.to_string()))?;

@@ -60,8 +60,11 @@ use unlink::Unlinker;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
-    /// Mark from the roots over the index, then sweep.
+    /// Reference counts while few digests are candidates (have no supporter), at most one per
+    /// 128 blobs, mark-sweep otherwise. The report names the one used.
     #[default]
+    Auto,
+    /// Mark from the roots over the index, then sweep.
     MarkSweep,
     /// Start from the reference counts kept on every write.
     Refcount,
@@ -73,13 +76,43 @@ impl FromStr for Strategy {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Strategy, String> {
         match s {
+            "auto" => Ok(Strategy::Auto),
             "mark-sweep" => Ok(Strategy::MarkSweep),
             "refcount" => Ok(Strategy::Refcount),
             "scan" => Ok(Strategy::Scan),
             _ => Err(format!(
-                "unknown strategy {s:?} (mark-sweep, refcount, scan)"
+                "unknown strategy {s:?} (auto, mark-sweep, refcount, scan)"
             )),
         }
+    }
+}
+
+/// Blobs per candidate above which [`Strategy::Auto`] counts. On the 20,000-image synthetic
+/// layout, mark-sweep's mark took about 1.4 µs per blob of the store (178-196 ms for 128,805
+/// blobs) and refcount's about 15 µs per digest of garbage (821 ms for 53,162): counting costs
+/// less while the garbage is under a tenth of the store. The garbage is not known beforehand;
+/// the candidates it starts from are, and one per 128 blobs leaves room for about 12 digests of
+/// garbage per candidate (an image's manifest, config, layers and referrers).
+const AUTO_BLOBS_PER_CANDIDATE: u64 = 128;
+
+impl Strategy {
+    /// The strategy a collection with this one uses on the store `r` reads: itself, or for
+    /// [`Strategy::Auto`] the reference counts when the candidates they start from are few.
+    fn resolve(self, r: &Reader) -> Result<Strategy> {
+        if self != Strategy::Auto {
+            return Ok(self);
+        }
+        let blobs = r.table_sizes()?.blobs;
+        Ok(
+            if r.candidate_count()?
+                .saturating_mul(AUTO_BLOBS_PER_CANDIDATE)
+                < blobs.max(1)
+            {
+                Strategy::Refcount
+            } else {
+                Strategy::MarkSweep
+            },
+        )
     }
 }
 
@@ -110,7 +143,7 @@ pub struct GcOptions {
 impl Default for GcOptions {
     fn default() -> GcOptions {
         GcOptions {
-            strategy: Strategy::MarkSweep,
+            strategy: Strategy::Auto,
             grace: Duration::from_secs(24 * 3600),
             delete_untagged: false,
             dry_run: false,
@@ -136,7 +169,8 @@ pub struct Removal {
 /// What a collection did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GcReport {
-    /// The strategy used.
+    /// The strategy used: never [`Strategy::Auto`], unless the store answered from the record
+    /// of its last collection (`unchanged`), which uses none.
     pub strategy: Strategy,
     /// Whether nothing was changed.
     pub dry_run: bool,
@@ -289,9 +323,10 @@ impl Store {
         let collected = reader.collected()?;
         let params = self.params(opts, &policy, &leased, &collected);
         let mark_start = Instant::now();
-        let (garbage, next_expiry): (Vec<Removal>, u64) = match opts.strategy {
-            Strategy::MarkSweep | Strategy::Scan => {
-                let view = match opts.strategy {
+        report.strategy = opts.strategy.resolve(&reader)?;
+        let (garbage, next_expiry): (Vec<Removal>, u64) = match report.strategy {
+            Strategy::Auto | Strategy::MarkSweep | Strategy::Scan => {
+                let view = match report.strategy {
                     Strategy::Scan => self.scan_view(&reader)?,
                     _ => load_view(&reader, &policy)?,
                 };
