@@ -18,6 +18,12 @@
 //!   that is pinned or leased, is live, and so are its referrers. Garbage: the rest of what is
 //!   present.
 //!
+//! Some referrers are stored under names the pusher gives (an algorithm the store cannot verify)
+//! instead of their sha256, so that a `subject` field may name a referrer built after it, and
+//! `subject` fields may form cycles, as content hashes cannot. A link tag for such a name is a
+//! plain tag (`x-model-ref1.sig` is not `<alg>-<hex>` of a known algorithm), for the store as
+//! for the model.
+//!
 //! Each check runs every strategy in a dry run twice: computed in full, and as users get it (a
 //! store unchanged since its last collection gets an O(1) answer); both must match the model.
 //! Known problems that the default random test steps around are listed in [`Scope`].
@@ -80,6 +86,9 @@ struct Blob {
     subject: Option<String>,
     /// `artifactType`, else the config's media type.
     artifact_type: Option<String>,
+    /// Stored under a name the pusher gives (an algorithm the store cannot verify) instead of
+    /// its sha256: such names, unlike content hashes, can form cycles of `subject` fields.
+    named: bool,
 }
 
 impl Blob {
@@ -94,6 +103,7 @@ impl Blob {
             children: Vec::new(),
             subject: None,
             artifact_type: None,
+            named: false,
         }
     }
 
@@ -131,6 +141,25 @@ impl Blob {
                 .get("subject")
                 .map(|s| s["digest"].as_str().unwrap().to_owned()),
             artifact_type,
+            named: false,
+        }
+    }
+
+    /// As [`Blob::doc`], stored under `name`.
+    fn named(label: String, doc: &Value, name: &str) -> Blob {
+        Blob {
+            digest: name.parse().unwrap(),
+            named: true,
+            ..Blob::doc(label, doc)
+        }
+    }
+
+    /// The options that store it under its digest.
+    fn put_options(&self) -> PutOptions {
+        PutOptions {
+            media_type: Some(self.put_type.to_owned()),
+            digest: self.named.then(|| self.digest.clone()),
+            size: self.named.then_some(self.bytes.len() as u64),
         }
     }
 
@@ -467,6 +496,20 @@ struct RefPlan {
     cycle: bool,
     /// An index listing this image (modulo) instead of a manifest with a payload.
     lists: Option<usize>,
+    naming: Naming,
+}
+
+/// How a referrer is named, and whether its `subject` field names a referrer built after it.
+#[derive(Clone, Debug)]
+struct Naming {
+    /// Stored under a name of its own (see [`Blob::named`]), not its sha256.
+    named: bool,
+    /// With a `subject` field: a later named referrer (modulo their number) as subject
+    /// instead, known by its name before it is built.
+    ahead: Option<usize>,
+    /// The subject is the last earlier referrer whose `ahead` chose this one, if any: a cycle of
+    /// `subject` fields.
+    close: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -518,7 +561,29 @@ impl Plan {
         }
     }
 
+    /// The universe of the plan. A referrer whose `subject` field names a later, named referrer
+    /// holds that referrer's size, known only once it is built: the sizes are guessed, then
+    /// corrected until every document holds the true size of its subject.
     fn universe(&self) -> Universe {
+        let mut guess = HashMap::new();
+        for _ in 0..8 {
+            let (universe, sizes) = self.universe_with(&guess);
+            if sizes == guess {
+                return universe;
+            }
+            guess = sizes;
+        }
+        panic!("the sizes of named referrers did not settle: {guess:?}");
+    }
+
+    /// The name of the `i`-th referrer, when it is named.
+    fn ref_name(i: usize) -> String {
+        format!("x-model:ref{i}")
+    }
+
+    /// Builds the universe with `guess` as the sizes of named referrers that others name before
+    /// they are built; returns it with the true sizes of those referrers.
+    fn universe_with(&self, guess: &HashMap<usize, u64>) -> (Universe, HashMap<usize, u64>) {
         let mut blobs: Vec<Blob> = Vec::new();
         let layers: Vec<usize> = (0..LAYERS)
             .map(|i| {
@@ -584,8 +649,24 @@ impl Plan {
         let mut referrers = Vec::new();
         let mut fallback_groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut link_tags: Vec<(usize, usize, LinkKind)> = Vec::new(); // (subject, target, kind)
+        let mut sizes = HashMap::new();
+        // Referrer -> the last earlier referrer whose `ahead` names it.
+        let mut named_by: HashMap<usize, usize> = HashMap::new();
         for (i, p) in self.referrers.iter().enumerate() {
-            let subject = subjectable[p.subject % subjectable.len()];
+            let ahead = p
+                .naming
+                .ahead
+                .filter(|_| matches!(p.link, LinkPlan::Field))
+                .and_then(|k| {
+                    let later: Vec<usize> = (i + 1..self.referrers.len())
+                        .filter(|&j| self.referrers[j].naming.named)
+                        .collect();
+                    (!later.is_empty()).then(|| later[k % later.len()])
+                });
+            let subject = match named_by.get(&i) {
+                Some(&earlier) if p.naming.close => referrers[earlier],
+                _ => subjectable[p.subject % subjectable.len()],
+            };
             let config_type = REF_CONFIGS[p.config];
             let payload = p.shared_payload.map_or(payloads[i], |l| layers[l]);
             let mut doc = match p.lists {
@@ -601,13 +682,28 @@ impl Plan {
             if let Some(a) = art {
                 doc["artifactType"] = a.into();
             }
-            let how = match p.link {
-                LinkPlan::Field => {
+            let subject_label = match ahead {
+                Some(j) => format!("ref{j}"),
+                None => blobs[subject].label.clone(),
+            };
+            let how = match (&p.link, ahead) {
+                (LinkPlan::Field, Some(j)) => {
+                    named_by.insert(j, i);
+                    let media_type = match self.referrers[j].lists {
+                        Some(_) => INDEX,
+                        None => MANIFEST,
+                    };
+                    let size = guess.get(&j).copied().unwrap_or(0);
+                    doc["subject"] =
+                        json!({"mediaType": media_type, "digest": Plan::ref_name(j), "size": size});
+                    "field".to_owned()
+                }
+                (LinkPlan::Field, None) => {
                     doc["subject"] = blobs[subject].desc();
                     "field".to_owned()
                 }
-                LinkPlan::Cosign(k) => format!("cosign-{}", ["sig", "att", "sbom"][k]),
-                LinkPlan::Fallback => "fallback".to_owned(),
+                (LinkPlan::Cosign(k), _) => format!("cosign-{}", ["sig", "att", "sbom"][*k]),
+                (LinkPlan::Fallback, _) => "fallback".to_owned(),
             };
             let kind = match (p.lists, art) {
                 (Some(k), _) => format!("index of {}", blobs[images[k % images.len()]].label),
@@ -618,12 +714,18 @@ impl Plan {
                     .unwrap_or("")
                     .to_owned(),
             };
-            let label = format!("ref{i}[{how}->{} {kind}]", blobs[subject].label);
-            blobs.push(Blob::doc(label, &doc));
+            let label = format!("ref{i}[{how}->{subject_label} {kind}]");
+            if p.naming.named {
+                let blob = Blob::named(label, &doc, &Plan::ref_name(i));
+                sizes.insert(i, blob.bytes.len() as u64);
+                blobs.push(blob);
+            } else {
+                blobs.push(Blob::doc(label, &doc));
+            }
             let me = blobs.len() - 1;
             match p.link {
                 LinkPlan::Field => {
-                    if p.cycle {
+                    if p.cycle && ahead.is_none() {
                         link_tags.push((me, subject, LinkKind::CosignSig));
                     }
                 }
@@ -726,11 +828,12 @@ impl Plan {
                 Op::Gc(s, g, du) => Step::Gc(STRATEGIES[s], g, du),
             });
         }
-        Universe {
+        let universe = Universe {
             blobs,
             by_digest,
             steps,
-        }
+        };
+        (universe, sizes)
     }
 }
 
@@ -777,18 +880,31 @@ fn ref_plan() -> impl proptest::strategy::Strategy<Value = RefPlan> {
         proptest::bool::weighted(0.4),
         proptest::bool::weighted(0.15),
         proptest::option::weighted(0.2, 0..8usize),
+        (
+            proptest::bool::weighted(0.3),
+            proptest::option::weighted(0.25, 0..8usize),
+            proptest::bool::weighted(0.5),
+        )
+            .prop_map(|(named, ahead, close)| Naming {
+                named,
+                ahead,
+                close,
+            }),
     )
         .prop_map(
-            |(link, subject, art, config, shared_payload, tag, entry, cycle, lists)| RefPlan {
-                link,
-                subject,
-                art,
-                config,
-                shared_payload,
-                tag,
-                entry,
-                cycle,
-                lists,
+            |(link, subject, art, config, shared_payload, tag, entry, cycle, lists, naming)| {
+                RefPlan {
+                    link,
+                    subject,
+                    art,
+                    config,
+                    shared_payload,
+                    tag,
+                    entry,
+                    cycle,
+                    lists,
+                    naming,
+                }
             },
         )
 }
@@ -963,13 +1079,7 @@ impl Run<'_> {
                 let b = &u.blobs[*i];
                 let put = self
                     .store
-                    .put(
-                        &mut &b.bytes[..],
-                        &PutOptions {
-                            media_type: Some(b.put_type.to_owned()),
-                            ..Default::default()
-                        },
-                    )
+                    .put(&mut &b.bytes[..], &b.put_options())
                     .map_err(|e| self.fail(format!("{line}: {e}")))?;
                 let was = self.present(*i);
                 self.ensure(put.existed == was, || {
