@@ -599,7 +599,7 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 }
             }
             say(format!(
-                "{} {} blobs ({} bytes), kept {} blobs ({} bytes){}; orphan files {}, temp files {}; {:.1} ms",
+                "{} {} blobs ({} bytes), kept {} blobs ({} bytes){}; orphan files {}, temp files {}{}; {:.1} ms",
                 if *dry_run { "would remove" } else { "removed" },
                 r.removed_blobs,
                 r.removed_bytes,
@@ -612,6 +612,14 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
                 },
                 r.orphan_files,
                 r.temp_files,
+                if r.finished_unlinks > 0 {
+                    format!(
+                        ", unlinks left by an earlier collection {}",
+                        r.finished_unlinks
+                    )
+                } else {
+                    String::new()
+                },
                 r.total_ms
             ))
         }

@@ -418,15 +418,23 @@ fn an_unlink_that_still_fails_on_open_is_a_warning_and_is_retried() {
     assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
 }
 
-/// Unlinks that fail after their removals committed stay in the intent record, one batch per
-/// committed transaction, and the next open finishes every one of them: the files go, nothing
-/// live does, and the record is empty afterwards.
-#[test]
-fn unlinks_cut_short_are_finished_on_the_next_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    baseline(&root);
-    let store = Store::open(&root, &Options::default()).unwrap();
+/// A store whose collection, in chunks of `chunk`, failed at its third unlink, after removals
+/// had committed.
+struct CutShort {
+    store: Store,
+    /// The unreferenced blobs pushed.
+    garbage: BTreeSet<Digest>,
+    /// What the collection was to keep.
+    live: BTreeSet<Digest>,
+    /// What it removed from the index.
+    removed: BTreeSet<Digest>,
+    /// The files whose unlink failed.
+    failed: BTreeSet<Digest>,
+}
+
+fn cut_short(root: &Path, chunk: usize) -> CutShort {
+    baseline(root);
+    let store = Store::open(root, &Options::default()).unwrap();
     let mut garbage = BTreeSet::new();
     for i in 0..9 {
         let (d, _) = put(&store, format!("unreferenced {i}").as_bytes()).unwrap();
@@ -441,24 +449,39 @@ fn unlinks_cut_short_are_finished_on_the_next_open() {
         .unwrap();
     let doomed: BTreeSet<&str> = dry.removed.iter().map(|r| r.digest.as_str()).collect();
     assert!(garbage.iter().all(|d| doomed.contains(d.as_str())));
-    let live: BTreeSet<Digest> = files(&root)
+    let live: BTreeSet<Digest> = files(root)
         .into_iter()
         .filter(|d| !doomed.contains(d.as_str()))
         .collect();
-    let tracked = files(&root);
+    let tracked = files(root);
     // The third unlink and every one after it fail.
     let unlinks = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(Mutex::new(BTreeSet::new()));
     let err = {
-        let unlinks = Arc::clone(&unlinks);
+        let (unlinks, failed) = (Arc::clone(&unlinks), Arc::clone(&failed));
         let _f = fault::install(
-            root.clone(),
-            Arc::new(move |step, _| {
-                (step == Step::Unlink && unlinks.fetch_add(1, Ordering::SeqCst) >= 2)
-                    .then(|| io::Error::from_raw_os_error(libc::EIO))
+            root.to_path_buf(),
+            Arc::new(move |step, path| {
+                let fail = step == Step::Unlink && unlinks.fetch_add(1, Ordering::SeqCst) >= 2;
+                if fail {
+                    let name = path.file_name().unwrap().to_string_lossy();
+                    let d = Digest::parse(&format!("sha256:{name}")).unwrap();
+                    failed.lock().unwrap().insert(d);
+                }
+                fail.then(|| io::Error::from_raw_os_error(libc::EIO))
             }),
         );
-        gc(&store).unwrap_err().to_string()
+        store
+            .gc(&GcOptions {
+                grace: Duration::ZERO,
+                chunk,
+                ..GcOptions::default()
+            })
+            .unwrap_err()
+            .to_string()
     };
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
+    assert!(!failed.is_empty());
     assert!(err.contains("os error 5") && !err.contains('\n'), "{err}");
     let removed: BTreeSet<Digest> = tracked
         .iter()
@@ -470,28 +493,124 @@ fn unlinks_cut_short_are_finished_on_the_next_open() {
         removed.iter().all(|d| !live.contains(d)),
         "live content removed"
     );
-    let left = files(&root);
+    let left = files(root);
     assert!(
         removed.iter().any(|d| left.contains(d)),
         "no unlink was left to finish"
     );
-    drop(store);
+    CutShort {
+        store,
+        garbage,
+        live,
+        removed,
+        failed,
+    }
+}
+
+/// Unlinks that fail after their removals committed stay in the intent record, one batch per
+/// committed transaction, and the next open finishes every one of them: the files go, nothing
+/// live does, and the record is empty afterwards.
+#[test]
+fn unlinks_cut_short_are_finished_on_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let cut = cut_short(&root, 2);
+    drop(cut.store);
 
     let store = Store::open(&root, &Options::default()).unwrap();
-    assert_eq!(store.open_report().finished_unlinks, removed.len() as u64);
+    assert_eq!(
+        store.open_report().finished_unlinks,
+        cut.removed.len() as u64
+    );
     let now = files(&root);
-    assert!(removed.iter().all(|d| !now.contains(d)), "a file was left");
+    assert!(
+        cut.removed.iter().all(|d| !now.contains(d)),
+        "a file was left"
+    );
+    assert!(
+        cut.live.iter().all(|d| now.contains(d)),
+        "live content lost"
+    );
+    assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+    drop(store);
+    reopen_emptied_and_collect(&root, &cut.garbage, &cut.live, None);
+}
+
+/// A process that goes on after a collection whose unlinks failed does not wait for the next
+/// open: its next collection unlinks the files left (but not one pushed again since) before it
+/// marks, and empties the intent record.
+#[test]
+fn unlinks_cut_short_are_finished_by_the_next_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let CutShort {
+        store,
+        garbage,
+        live,
+        removed,
+        failed,
+    } = cut_short(&root, 64);
+    let left: BTreeSet<Digest> = files(&root)
+        .into_iter()
+        .filter(|d| removed.contains(d))
+        .collect();
+    assert!(failed.iter().all(|d| left.contains(d)));
+    // One of the files left that no unlink tried is pushed again: its push wins over the
+    // pending unlink. The ones whose unlink failed are unlinked with the rest. (In chunks of 64,
+    // the garbage goes in one or two batches, each unlinked in order by one thread, which stops
+    // at its first failure.)
+    let again = left
+        .iter()
+        .find(|d| garbage.contains(*d) && !failed.contains(*d))
+        .expect("an unlink of an unreferenced blob left untried")
+        .clone();
+    let bytes = (0..9)
+        .map(|i| format!("unreferenced {i}").into_bytes())
+        .find(|b| sha256_digest(b) == again.as_str())
+        .expect("a file left is one of the unreferenced blobs");
+    let (pushed, _) = put(&store, &bytes).unwrap();
+    assert_eq!(pushed, again);
+    assert!(store.pin(&again).unwrap());
+
+    let report = store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    assert_eq!(report.finished_unlinks, left.len() as u64 - 1);
+    let now = files(&root);
+    assert!(
+        removed.iter().all(|d| *d == again || !now.contains(d)),
+        "a file was left"
+    );
+    assert!(now.contains(&again), "the blob pushed again was unlinked");
+    assert!(store.blob_info(&again).unwrap().is_some());
     assert!(live.iter().all(|d| now.contains(d)), "live content lost");
     assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
     drop(store);
-    let store = Store::open(&root, &Options::default()).unwrap();
+    reopen_emptied_and_collect(&root, &garbage, &live, Some(&again));
+}
+
+/// Reopens the store at `root` (which finds no unlink to finish: the record is empty), unpins
+/// `pinned`, collects, and checks that `garbage` went and `live` stayed.
+fn reopen_emptied_and_collect(
+    root: &Path,
+    garbage: &BTreeSet<Digest>,
+    live: &BTreeSet<Digest>,
+    pinned: Option<&Digest>,
+) {
+    let store = Store::open(root, &Options::default()).unwrap();
     assert_eq!(
         store.open_report().finished_unlinks,
         0,
         "the record was not emptied"
     );
+    if let Some(p) = pinned {
+        assert!(store.unpin(p).unwrap());
+    }
     gc(&store).unwrap();
-    let after = files(&root);
+    let after = files(root);
     assert!(garbage.iter().all(|d| !after.contains(d)));
     assert!(live.iter().all(|d| after.contains(d)));
 }

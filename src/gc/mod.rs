@@ -203,6 +203,9 @@ pub struct GcReport {
     pub max_pause_ms: f64,
     /// Milliseconds spent unlinking.
     pub unlink_ms: f64,
+    /// Files whose removal an earlier collection of this process committed but whose unlink
+    /// failed, still pending when this one started: it unlinked them before marking.
+    pub finished_unlinks: u64,
     /// Milliseconds in all.
     pub total_ms: f64,
 }
@@ -316,7 +319,9 @@ impl Store {
         let _active = if opts.dry_run {
             None
         } else {
-            Some(self.begin_collection()?)
+            let (guard, left) = self.begin_collection()?;
+            report.finished_unlinks = self.finish_left_unlinks(&left)?;
+            Some(guard)
         };
         let reader = self.reader()?;
         let leased = self.leased();
@@ -693,6 +698,11 @@ impl Store {
         drop(reader);
         self.mark_pending(&todo)?;
         self.unlink_marked(&todo)?;
+        self.forget_batches(batches)
+    }
+
+    /// Forgets `batches`, whose unlinks are done, in a transaction of its own.
+    fn forget_batches(&self, batches: &[PendingBatch]) -> Result<()> {
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         let keys: Vec<u64> = batches.iter().map(|b| b.key).collect();
@@ -1050,24 +1060,50 @@ impl Store {
     }
 
     /// Starts recording writes for a collection; the guard stops it.
-    fn begin_collection(&self) -> Result<CollectionGuard<'_>> {
+    /// Starts a collection. Returns, when no other collection runs, the batches that a failed
+    /// collection of this process (or an open whose unlinks failed) left in `PENDING`: their
+    /// counts are settled here, before this collection reads them.
+    fn begin_collection(&self) -> Result<(CollectionGuard<'_>, Vec<PendingBatch>)> {
         self.mark_writing()?;
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         w.take_changed()?;
         w.set_meta(meta::GC_CLEAN, GC_RUNNING)?;
-        if self.gc_flag().load(Ordering::SeqCst) == 0 {
-            // Batches left by a collection of this process that failed (those of a crashed
-            // process were settled on open): their counts are settled before this one reads
-            // them. Their unlinks wait for the next open, which alone may unlink without the
-            // removing transaction holding ingest back.
-            settle_links(&w, &w.pending_batches()?)?;
-        }
+        // Another collection's own batches are in `PENDING` too while it runs.
+        let left = if self.gc_flag().load(Ordering::SeqCst) == 0 {
+            let left = w.pending_batches()?;
+            settle_links(&w, &left)?;
+            left
+        } else {
+            Vec::new()
+        };
         drop(w);
         self.gc_flag().fetch_add(1, Ordering::SeqCst);
         let guard = CollectionGuard { store: self };
         txn.commit()?;
-        Ok(guard)
+        Ok((guard, left))
+    }
+
+    /// Unlinks the files of `left` (batches of [`Store::begin_collection`]) that are still marked
+    /// pending, then forgets the batches. A digest of theirs that is not marked was unlinked
+    /// already, or pushed again since (ingest unmarks what it publishes): the mark, set while
+    /// the removing transaction was open, is what makes the unlink safe, as in the sweep.
+    fn finish_left_unlinks(&self, left: &[PendingBatch]) -> Result<u64> {
+        if left.is_empty() {
+            return Ok(0);
+        }
+        let still_pending = |d: &String| {
+            catalog::stored_digest(d).is_ok_and(|digest| self.stripe(&digest).contains(d))
+        };
+        let todo: Vec<String> = left
+            .iter()
+            .flat_map(|b| &b.digests)
+            .filter(|d| still_pending(d))
+            .cloned()
+            .collect();
+        self.unlink_marked(&todo)?;
+        self.forget_batches(left)?;
+        Ok(todo.len() as u64)
     }
 }
 

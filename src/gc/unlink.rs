@@ -8,7 +8,8 @@
 //!
 //! Invariant: a digest's name is unlinked only while its stripe lock is held and only if it is
 //! still marked pending there. Ingest unmarks a digest it publishes again, under the same lock,
-//! so a blob pushed again while its unlink is pending wins. The slow part, freeing the blocks,
+//! so a blob pushed again while its unlink is pending wins. An unlink that fails marks its
+//! digest pending again, so that the next collection of the process finishes it. The slow part, freeing the blocks,
 //! waits until the stripe is released (`layout::unlink_deferred`): the sweep marks the next
 //! chunk's digests pending, and ingest publishes, under those same locks.
 
@@ -143,7 +144,15 @@ fn unlink_one(store: &Store, d: &str) -> Result<()> {
         return Ok(()); // pushed again since it was removed: it wins
     }
     let path = store.layout_ref().blob_path(&digest);
-    let held = crate::layout::unlink_deferred(&path).map_err(|e| Error::io("remove", &path, e))?;
+    let held = match crate::layout::unlink_deferred(&path) {
+        Ok(held) => held,
+        Err(e) => {
+            // Still pending: the file stays, and a later collection of this process may unlink
+            // it under the same rule.
+            stripe.insert(d.to_owned());
+            return Err(Error::io("remove", &path, e));
+        }
+    };
     // The name is gone: ingest may publish the digest again from here. The blocks are freed
     // (and discarded) as the handle drops, after the stripe is released.
     drop(stripe);
