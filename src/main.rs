@@ -587,6 +587,9 @@ fn run(cli: &Cli) -> ocistore::Result<()> {
             opts.strategy = *strategy;
             opts.scan_orphans = *scan_orphans;
             let r = store.gc(&opts)?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             if cli.json {
                 return print_json(&r);
             }

@@ -81,7 +81,7 @@ pub struct OpenReport {
     /// Changes to index.json made outside the store, taken in.
     pub reconciled: Option<ReconcileReport>,
     /// Files skipped while reading the layout, and why; unlinks left by a collection that this
-    /// open could not finish (they stay recorded for the next open).
+    /// open could not finish (they stay recorded for the next collection or open).
     pub warnings: Vec<String>,
 }
 
@@ -292,10 +292,10 @@ impl Store {
                 Ok(()) => store.report.finished_unlinks = n,
                 // The files are garbage the index no longer records: a file that cannot be
                 // removed costs space, not content, and must not keep the store from opening.
-                // The record stays, and the next open tries again.
+                // The record stays, and the next collection (or open) tries again.
                 Err(e @ Error::Io { .. }) => store.report.warnings.push(format!(
                     "could not finish the unlinks of {n} blobs a collection removed ({e}); \
-                     they stay recorded and the next open retries them"
+                     they stay recorded and the next collection or open retries them"
                 )),
                 Err(e) => return Err(e),
             }

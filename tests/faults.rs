@@ -538,7 +538,8 @@ fn unlinks_cut_short_are_finished_on_the_next_open() {
 
 /// A process that goes on after a collection whose unlinks failed does not wait for the next
 /// open: its next collection unlinks the files left (but not one pushed again since) before it
-/// marks, and empties the intent record.
+/// marks, and empties the intent record. While those unlinks still fail, a collection warns and
+/// keeps the record.
 #[test]
 fn unlinks_cut_short_are_finished_by_the_next_collection() {
     let dir = tempfile::tempdir().unwrap();
@@ -571,14 +572,46 @@ fn unlinks_cut_short_are_finished_by_the_next_collection() {
     let (pushed, _) = put(&store, &bytes).unwrap();
     assert_eq!(pushed, again);
     assert!(store.pin(&again).unwrap());
+    let collect = || {
+        store
+            .gc(&GcOptions {
+                grace: Duration::ZERO,
+                ..GcOptions::default()
+            })
+            .unwrap()
+    };
 
-    let report = store
-        .gc(&GcOptions {
-            grace: Duration::ZERO,
-            ..GcOptions::default()
-        })
-        .unwrap();
-    assert_eq!(report.finished_unlinks, left.len() as u64 - 1);
+    // While the files whose unlink failed still cannot be removed, the collection runs and warns,
+    // and the record keeps them.
+    let report = {
+        let stuck: BTreeSet<String> = failed.iter().map(|d| d.encoded().to_owned()).collect();
+        let _f = fault::install(
+            root.clone(),
+            Arc::new(move |step, path| {
+                let name = path.file_name().unwrap().to_string_lossy();
+                (step == Step::Unlink && stuck.contains(name.as_ref()))
+                    .then(|| io::Error::from_raw_os_error(libc::EIO))
+            }),
+        );
+        collect()
+    };
+    assert_eq!(report.finished_unlinks, 0);
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("os error 5") && !report.warnings[0].contains('\n'),
+        "{:?}",
+        report.warnings
+    );
+    let now = files(&root);
+    assert!(failed.iter().all(|d| now.contains(d)));
+
+    let still: Vec<&Digest> = removed
+        .iter()
+        .filter(|d| **d != again && now.contains(*d))
+        .collect();
+    let report = collect();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.finished_unlinks, still.len() as u64);
     let now = files(&root);
     assert!(
         removed.iter().all(|d| *d == again || !now.contains(d)),

@@ -195,7 +195,8 @@ pub struct GcReport {
     /// Whether index.json was rewritten.
     pub index_json_rewritten: bool,
     /// Whether the collection returned at once because nothing was written since the last
-    /// complete one (under the same options) and no grace period ended since.
+    /// complete one (under the same options), no grace period ended since, and no unlink is
+    /// left pending.
     pub unchanged: bool,
     /// Milliseconds spent finding garbage.
     pub mark_ms: f64,
@@ -203,9 +204,13 @@ pub struct GcReport {
     pub max_pause_ms: f64,
     /// Milliseconds spent unlinking.
     pub unlink_ms: f64,
-    /// Files whose removal an earlier collection of this process committed but whose unlink
-    /// failed, still pending when this one started: it unlinked them before marking.
+    /// Files whose removal an earlier collection committed but whose unlink failed (in this
+    /// process, or when it opened the store), still pending when this one started: it unlinked
+    /// them before marking.
     pub finished_unlinks: u64,
+    /// Problems that did not stop the collection: unlinks left by an earlier one that fail
+    /// again stay recorded, for the next collection or open to retry.
+    pub warnings: Vec<String>,
     /// Milliseconds in all.
     pub total_ms: f64,
 }
@@ -320,7 +325,7 @@ impl Store {
             None
         } else {
             let (guard, left) = self.begin_collection()?;
-            report.finished_unlinks = self.finish_left_unlinks(&left)?;
+            self.finish_left_unlinks(&left, &mut report)?;
             Some(guard)
         };
         let reader = self.reader()?;
@@ -1059,10 +1064,10 @@ impl Store {
         Ok(changed)
     }
 
-    /// Starts recording writes for a collection; the guard stops it.
-    /// Starts a collection. Returns, when no other collection runs, the batches that a failed
-    /// collection of this process (or an open whose unlinks failed) left in `PENDING`: their
-    /// counts are settled here, before this collection reads them.
+    /// Starts recording writes for a collection; the guard stops it. Returns, when no other
+    /// collection runs, the batches that a failed collection of this process (or an open whose
+    /// unlinks failed) left in `PENDING`: their counts are settled here, before this collection
+    /// reads them.
     fn begin_collection(&self) -> Result<(CollectionGuard<'_>, Vec<PendingBatch>)> {
         self.mark_writing()?;
         let txn = self.write_txn()?;
@@ -1088,9 +1093,11 @@ impl Store {
     /// pending, then forgets the batches. A digest of theirs that is not marked was unlinked
     /// already, or pushed again since (ingest unmarks what it publishes): the mark, set while
     /// the removing transaction was open, is what makes the unlink safe, as in the sweep.
-    fn finish_left_unlinks(&self, left: &[PendingBatch]) -> Result<u64> {
+    /// An unlink that fails again is a warning, as on open: the files are garbage the index no
+    /// longer records, and must not keep the collection from running.
+    fn finish_left_unlinks(&self, left: &[PendingBatch], report: &mut GcReport) -> Result<()> {
         if left.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let still_pending = |d: &String| {
             catalog::stored_digest(d).is_ok_and(|digest| self.stripe(&digest).contains(d))
@@ -1101,9 +1108,19 @@ impl Store {
             .filter(|d| still_pending(d))
             .cloned()
             .collect();
-        self.unlink_marked(&todo)?;
-        self.forget_batches(left)?;
-        Ok(todo.len() as u64)
+        match self.unlink_marked(&todo) {
+            Ok(()) => {
+                self.forget_batches(left)?;
+                report.finished_unlinks = todo.len() as u64;
+            }
+            Err(e @ Error::Io { .. }) => report.warnings.push(format!(
+                "could not finish the unlinks of {} blobs an earlier collection removed ({e}); \
+                 they stay recorded and the next collection retries them",
+                todo.len()
+            )),
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 }
 
@@ -1149,7 +1166,11 @@ impl Store {
     /// no dangling referrer's grace period has ended since.
     fn unchanged_since_last_collection(&self, key: &str) -> Result<bool> {
         let r = self.reader()?;
-        if r.meta(meta::ORPHAN_WALK)?.is_some() || !self.leased().is_empty() {
+        // Unlinks left pending (an unlink failed) are work for the next collection.
+        if r.meta(meta::ORPHAN_WALK)?.is_some()
+            || !self.leased().is_empty()
+            || !r.pending_batches()?.is_empty()
+        {
             return Ok(false);
         }
         let Some(v) = r.meta(meta::GC_CLEAN)? else {

@@ -9,9 +9,9 @@
 //! Invariant: a digest's name is unlinked only while its stripe lock is held and only if it is
 //! still marked pending there. Ingest unmarks a digest it publishes again, under the same lock,
 //! so a blob pushed again while its unlink is pending wins. An unlink that fails marks its
-//! digest pending again, so that the next collection of the process finishes it. The slow part, freeing the blocks,
-//! waits until the stripe is released (`layout::unlink_deferred`): the sweep marks the next
-//! chunk's digests pending, and ingest publishes, under those same locks.
+//! digest pending again, so that the next collection of the process finishes it. The slow part,
+//! freeing the blocks, waits until the stripe is released (`layout::unlink_deferred`): the sweep
+//! marks the next chunk's digests pending, and ingest publishes, under those same locks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
