@@ -535,6 +535,12 @@ macro_rules! reads {
                 .collect())
         }
 
+        /// Whether `PENDING` holds any batch, without decoding them.
+        #[allow(dead_code)] // each of the two users needs only some
+        pub(crate) fn has_pending(&self) -> Result<bool> {
+            Ok(!self.t_pending()?.is_empty()?)
+        }
+
         /// The `PENDING` batches.
         pub(crate) fn pending_batches(&self) -> Result<Vec<PendingBatch>> {
             let mut out = Vec::new();

@@ -1167,10 +1167,7 @@ impl Store {
     fn unchanged_since_last_collection(&self, key: &str) -> Result<bool> {
         let r = self.reader()?;
         // Unlinks left pending (an unlink failed) are work for the next collection.
-        if r.meta(meta::ORPHAN_WALK)?.is_some()
-            || !self.leased().is_empty()
-            || !r.pending_batches()?.is_empty()
-        {
+        if r.meta(meta::ORPHAN_WALK)?.is_some() || !self.leased().is_empty() || r.has_pending()? {
             return Ok(false);
         }
         let Some(v) = r.meta(meta::GC_CLEAN)? else {
