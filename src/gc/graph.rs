@@ -10,6 +10,10 @@
 //!   grace period, counted from when the store first recorded it.
 //! - A blob a walk found in `blobs/` after the layout was indexed (another tool's, or a crashed
 //!   writer's) is a root while its file is younger than the grace period.
+//! - Neither grace protects a digest once a collection has removed something it reaches since
+//!   it was recorded ([`lost_to_collection`]): that collection (with a shorter grace, or after
+//!   the grace ended) found it garbage and began on it, key order taking parts of it first, and
+//!   a crash or a failure stopped it. Kept, it would be a root with content missing.
 //! - Live: everything reachable from a root through strong edges and, transitively, through
 //!   referrer edges (every referrer of a live node is live).
 //!
@@ -298,14 +302,28 @@ impl View {
             && !subjects
                 .iter()
                 .any(|&s| collected_with(p, &self.name(s), node.recorded_at))
+            && !self.lost(i, node.recorded_at, p)
     }
 
     /// Whether `i` is a blob a walk found, younger than the grace: another tool may still be
     /// writing the manifest that will reference it.
     fn found_protected(&self, i: u32, p: &Params<'_>) -> bool {
-        self.nodes[i as usize]
-            .as_ref()
-            .is_some_and(|n| n.found && p.now.saturating_sub(n.recorded_at) < p.grace_secs)
+        self.nodes[i as usize].as_ref().is_some_and(|n| {
+            n.found
+                && p.now.saturating_sub(n.recorded_at) < p.grace_secs
+                && !self.lost(i, n.recorded_at, p)
+        })
+    }
+
+    /// [`lost_to_collection`] over this view.
+    fn lost(&self, i: u32, recorded_at: u64, p: &Params<'_>) -> bool {
+        let walked: Result<bool, std::convert::Infallible> =
+            lost_to_collection(p, recorded_at, i, |&x, next| {
+                next.extend(&self.children[x as usize]);
+                next.extend(&self.referrers[x as usize]);
+                Ok(self.nodes[x as usize].is_none().then(|| self.name(x)))
+            });
+        walked.unwrap_or_else(|never| match never {})
     }
 
     /// When the first grace period of a protected dangling referrer or found blob ends
@@ -439,6 +457,41 @@ pub(crate) fn mark(view: &View, p: &Params<'_>) -> Marks {
         }
     }
     Marks { via }
+}
+
+/// Whether a collection removed, after `recorded_at`, something `start` reaches through children
+/// and referrers, recursively, that is still absent: the collection found `start` garbage, so a
+/// grace period no longer protects it (see the module's liveness rule). This is the walk
+/// `Store::refuse_collected` makes before a write makes a digest reachable, for a root that
+/// the clock makes rather than a write. `step` visits a node: it adds the nodes it leads to
+/// into the vector, and returns the node's digest if it is absent.
+pub(crate) fn lost_to_collection<N, E>(
+    p: &Params<'_>,
+    recorded_at: u64,
+    start: N,
+    mut step: impl FnMut(&N, &mut Vec<N>) -> Result<Option<String>, E>,
+) -> Result<bool, E>
+where
+    N: Clone + Eq + std::hash::Hash,
+{
+    if p.collected.is_empty() {
+        return Ok(false);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![start];
+    let mut next = Vec::new();
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x.clone()) {
+            continue;
+        }
+        if let Some(absent) = step(&x, &mut next)?
+            && collected_with(p, &absent, recorded_at)
+        {
+            return Ok(true);
+        }
+        stack.append(&mut next);
+    }
+    Ok(false)
 }
 
 /// Whether a collection removed `subject` after a referrer recorded at `recorded_at` was there:

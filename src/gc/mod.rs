@@ -96,13 +96,13 @@ impl FromStr for Strategy {
 const AUTO_BLOBS_PER_CANDIDATE: u64 = 128;
 
 impl Strategy {
-    /// The strategy a collection with this one uses on the store `r` reads: itself, or for
-    /// [`Strategy::Auto`] the reference counts when the candidates they start from are few.
-    fn resolve(self, r: &Reader) -> Result<Strategy> {
+    /// The strategy a collection with this one uses on the store `r` reads, which holds `blobs`
+    /// blobs: itself, or for [`Strategy::Auto`] the reference counts when the candidates they
+    /// start from are few.
+    fn resolve(self, r: &Reader, blobs: u64) -> Result<Strategy> {
         if self != Strategy::Auto {
             return Ok(self);
         }
-        let blobs = r.table_sizes()?.blobs;
         Ok(
             if r.candidate_count()?
                 .saturating_mul(AUTO_BLOBS_PER_CANDIDATE)
@@ -333,12 +333,13 @@ impl Store {
         let collected = reader.collected()?;
         let params = self.params(opts, &policy, &leased, &collected);
         let mark_start = Instant::now();
-        report.strategy = opts.strategy.resolve(&reader)?;
+        let sizes = reader.table_sizes()?;
+        report.strategy = opts.strategy.resolve(&reader, sizes.blobs)?;
         let (garbage, next_expiry): (Vec<Removal>, u64) = match report.strategy {
             Strategy::Auto | Strategy::MarkSweep | Strategy::Scan => {
                 let view = match report.strategy {
                     Strategy::Scan => self.scan_view(&reader)?,
-                    _ => load_view(&reader, &policy)?,
+                    _ => load_view(&reader, &policy, sizes.blobs)?,
                 };
                 let (g, expiry) = view_garbage(&view, &params);
                 (sweep_order(g), expiry)
@@ -349,7 +350,6 @@ impl Store {
             }
         };
         report.mark_ms = ms(mark_start.elapsed());
-        let sizes = reader.table_sizes()?;
         drop(reader);
         if opts.dry_run {
             report.removed_blobs = garbage.len() as u64;
@@ -845,7 +845,7 @@ impl Store {
         let mut doomed: BTreeMap<String, (u64, String)> = BTreeMap::new();
         if rec.manifest {
             // What a collection under the default options would keep.
-            let view = load_view(&reader, &policy)?;
+            let view = load_view(&reader, &policy, reader.table_sizes()?.blobs)?;
             let leased = self.leased();
             let collected = reader.collected()?;
             let params = self.params(&GcOptions::default(), &policy, &leased, &collected);
@@ -977,7 +977,7 @@ impl Store {
     pub fn explain(&self, digest: &Digest, opts: &GcOptions) -> Result<Explanation> {
         let policy = self.policy_for(opts)?;
         let reader = self.reader()?;
-        let view = load_view(&reader, &policy)?;
+        let view = load_view(&reader, &policy, reader.table_sizes()?.blobs)?;
         let leased = self.leased();
         let collected = reader.collected()?;
         let params = self.params(opts, &policy, &leased, &collected);
@@ -1113,11 +1113,15 @@ impl Store {
                 self.forget_batches(left)?;
                 report.finished_unlinks = todo.len() as u64;
             }
-            Err(e @ Error::Io { .. }) => report.warnings.push(format!(
-                "could not finish the unlinks of {} blobs an earlier collection removed ({e}); \
-                 they stay recorded and the next collection retries them",
-                todo.len()
-            )),
+            Err(e @ Error::Io { .. }) => {
+                // An unlink that failed, and those not tried after it, are marked still.
+                let stuck = todo.iter().filter(|d| still_pending(d)).count();
+                report.finished_unlinks = (todo.len() - stuck) as u64;
+                report.warnings.push(format!(
+                    "could not finish the unlinks of {stuck} blobs an earlier collection \
+                     removed ({e}); they stay recorded and the next collection retries them"
+                ));
+            }
             Err(e) => return Err(e),
         }
         Ok(())
@@ -1374,9 +1378,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The graph as the index records it.
-fn load_view(r: &Reader, policy: &Policy) -> Result<View> {
-    let blobs = r.table_sizes()?.blobs;
+/// The graph as the index `r` records it, `blobs` blobs.
+fn load_view(r: &Reader, policy: &Policy, blobs: u64) -> Result<View> {
     let mut view = View::with_capacity(usize::try_from(blobs).unwrap_or(0).saturating_add(1024));
     // The edges are read on a thread of their own while the blobs load, then added.
     let links = r.link_tables()?;

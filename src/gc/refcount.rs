@@ -139,13 +139,16 @@ pub(crate) fn garbage(r: &Reader, p: &Params<'_>) -> Result<(Vec<Removal>, u64)>
             }
         }
         let recorded = records.get(y).map(|&(_, at)| at);
-        let dangling = all_absent
-            && recorded.is_some_and(|at| {
+        let dangling = match recorded {
+            Some(at) if all_absent => {
                 p.now.saturating_sub(at) < p.grace_secs
                     && !subjects
                         .iter()
                         .any(|(s, _)| super::graph::collected_with(p, s, at))
-            });
+                    && !lost(r, y, at, p)?
+            }
+            _ => false,
+        };
         if dangling && let Some(at) = recorded {
             next_expiry = next_expiry.min(at.saturating_add(p.grace_secs));
         }
@@ -209,6 +212,7 @@ fn anchored(r: &Reader, d: &str, p: &Params<'_>) -> Result<bool> {
     if let Some(b) = r.blob(d)?
         && b.found
         && p.now.saturating_sub(b.recorded_at) < p.grace_secs
+        && !lost(r, d, b.recorded_at, p)?
     {
         return Ok(true);
     }
@@ -224,4 +228,13 @@ fn anchored(r: &Reader, d: &str, p: &Params<'_>) -> Result<bool> {
         }
     }
     Ok(c[count::UNTAGGED] > 0 && !p.delete_untagged && !referrer)
+}
+
+/// [`super::graph::lost_to_collection`] over the index.
+fn lost(r: &Reader, d: &str, recorded_at: u64, p: &Params<'_>) -> Result<bool> {
+    super::graph::lost_to_collection(p, recorded_at, d.to_owned(), |x, next| {
+        next.extend(r.children(x)?);
+        next.extend(r.referrers(x)?.into_iter().map(|(d, _)| d));
+        Ok(r.blob(x)?.is_none().then(|| x.clone()))
+    })
 }
