@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use ocistore::gc::{DeleteOptions, GcOptions, Mode, Policy, Strategy};
 use ocistore::refname::LinkKind;
+use ocistore::verify::VerifyOptions;
 use ocistore::{Digest, Entry, Error, Options, PutOptions, ReferrerTag, Store};
 use serde_json::json;
+
+mod common;
 
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -1252,4 +1255,90 @@ fn the_automatic_strategy_counts_for_a_few_candidates_and_marks_for_many() {
     assert_eq!(r.removed_blobs, 60, "{:?}", r.removed);
     assert_eq!(digests(&r), expected);
     assert!(store.verify(&Default::default()).unwrap().ok);
+}
+
+/// At no commit of a collection does index.json name a removed blob or list one below a name:
+/// the garbage's tags and entries go first. Checked at every chunk's commit, from the files, as
+/// another tool reading the layout sees it.
+#[test]
+fn index_json_never_names_or_lists_a_removed_blob_during_a_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let store = Arc::new(Store::init(&root, &Options::default()).unwrap());
+    for i in 0..12 {
+        // Named garbage once untagged: the image's referrers (an entry lists one, a cosign tag
+        // names the other) and what they list.
+        let m = image(
+            &store,
+            &format!("named {i}"),
+            &[&format!("named layer {i}")],
+        );
+        store.tag(m.as_str(), &format!("v{i}")).unwrap();
+        artifact(&store, SIG, &format!("listed signature {i}"), Some(&m));
+        let sig = artifact(&store, SIG, &format!("cosign signature {i}"), None);
+        let link = ReferrerTag::name(&m, LinkKind::CosignSig);
+        store.tag(sig.as_str(), &link).unwrap();
+        store.untag(&format!("v{i}")).unwrap();
+        // Garbage no name reaches.
+        image(
+            &store,
+            &format!("unnamed {i}"),
+            &[&format!("unnamed layer {i}")],
+        );
+        blob(&store, format!("loose {i}").as_bytes());
+    }
+    let listed = |root: &Path| -> Vec<String> {
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(root.join("index.json")).unwrap()).unwrap();
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let garbage: BTreeSet<String> = store
+        .gc(&GcOptions {
+            dry_run: true,
+            ..GcOptions::default()
+        })
+        .unwrap()
+        .removed
+        .into_iter()
+        .map(|r| r.digest)
+        .collect();
+    // Per image 11 blobs, and the empty config every artifact shares.
+    assert_eq!(garbage.len(), 12 * 11 + 1);
+    let commits = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (root, commits) = (root.clone(), Arc::clone(&commits));
+        store.set_sweep_hook(Some(Arc::new(move |removed: &[String]| {
+            // The hook runs after the commit and before these files are unlinked.
+            let names = listed(&root);
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let reached = common::strong_closure(&root, &names);
+            let bad: Vec<&String> = removed.iter().filter(|d| reached.contains(*d)).collect();
+            commits.lock().unwrap().push((removed.len(), bad.len()));
+        })));
+    }
+    let report = store
+        .gc(&GcOptions {
+            chunk: 8,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    store.set_sweep_hook(None);
+    let removed: BTreeSet<String> = report.removed.iter().map(|r| r.digest.clone()).collect();
+    assert_eq!(removed, garbage);
+    let sorted: Vec<&String> = report.removed.iter().map(|r| &r.digest).collect();
+    assert!(sorted.is_sorted(), "the report lists removals in key order");
+    let commits = commits.lock().unwrap();
+    assert!(commits.len() > 1, "{commits:?}");
+    assert_eq!(
+        commits.iter().map(|&(n, _)| n).sum::<usize>(),
+        garbage.len()
+    );
+    assert!(commits.iter().all(|&(_, bad)| bad == 0), "{commits:?}");
+    assert!(!listed(&root).iter().any(|d| garbage.contains(d)));
+    assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
 }
