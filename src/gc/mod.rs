@@ -360,11 +360,16 @@ impl Store {
             report.total_ms = ms(started.elapsed());
             return Ok(report);
         }
-        self.sweep(garbage, opts, &mut report)?;
-        self.sweep_orphans(opts, &mut report)?;
         // Content a lease protected may be garbage once the lease ends, without any write.
-        if leased.is_empty() && self.leased().is_empty() {
-            self.finish_collection(&format!("{key} {next_expiry}"))?;
+        let clean = format!("{key} {next_expiry}");
+        let clean = leased.is_empty().then_some(clean.as_str());
+        if !self.sweep(garbage, opts, clean, &mut report)? {
+            self.sweep_orphans(opts, &mut report)?;
+            if let Some(clean) = clean
+                && self.leased().is_empty()
+            {
+                self.finish_collection(clean)?;
+            }
         }
         let after = self.stats()?;
         report.kept_blobs = after.blobs;
@@ -374,13 +379,21 @@ impl Store {
     }
 
     /// Removes `garbage` in chunks: recheck, remove rows, commit. The unlinks of each committed
-    /// chunk run on the unlink threads while the next chunk is swept.
-    fn sweep(&self, garbage: Vec<Removal>, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
+    /// chunk run on the unlink threads while the next chunk is swept. When no orphan walk is due
+    /// or asked for and no lease is held, the last transaction also records the collection as
+    /// `clean` (see [`Store::finish_collection`]), and the result is true.
+    fn sweep(
+        &self,
+        garbage: Vec<Removal>,
+        opts: &GcOptions,
+        clean: Option<&str>,
+        report: &mut GcReport,
+    ) -> Result<bool> {
         let doomed: FastSet<String> = garbage.iter().map(|g| g.digest.clone()).collect();
         let mut kept: FastSet<String> = FastSet::default();
         let mut batches = Vec::new();
         let mut stale = Stale::default();
-        std::thread::scope(|scope| -> Result<()> {
+        std::thread::scope(|scope| -> Result<bool> {
             let unlinker = Unlinker::start(scope, self, garbage.len());
             let swept = (|| -> Result<()> {
                 // Tags and index.json entries of the garbage go first, so that the blob chunks
@@ -427,9 +440,20 @@ impl Store {
                 }
                 w.clear_collected(&keep)?;
             }
+            let finished = match clean {
+                Some(clean)
+                    if !opts.scan_orphans
+                        && self.leased().is_empty()
+                        && w.meta(meta::ORPHAN_WALK)?.is_none() =>
+                {
+                    record_clean(&w, clean)?;
+                    true
+                }
+                _ => false,
+            };
             drop(w);
             txn.commit()?;
-            Ok(())
+            Ok(finished)
         })
     }
 
@@ -1188,13 +1212,20 @@ impl Store {
     fn finish_collection(&self, clean: &str) -> Result<()> {
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
-        if w.meta(meta::GC_CLEAN)?.as_deref() == Some(GC_RUNNING) {
-            w.set_meta(meta::GC_CLEAN, clean.as_bytes())?;
-        }
+        record_clean(&w, clean)?;
         drop(w);
         txn.commit()?;
         Ok(())
     }
+}
+
+/// Sets `meta::GC_CLEAN` to `clean` unless a write since the collection began removed its
+/// running mark.
+fn record_clean(w: &Writer<'_>, clean: &str) -> Result<()> {
+    if w.meta(meta::GC_CLEAN)?.as_deref() == Some(GC_RUNNING) {
+        w.set_meta(meta::GC_CLEAN, clean.as_bytes())?;
+    }
+    Ok(())
 }
 
 impl Store {
