@@ -287,18 +287,9 @@ impl Store {
         let pending = store.db.read()?.pending_batches()?;
         if !pending.is_empty() {
             store.mark_writing()?;
-            let n: u64 = pending.iter().map(|b| b.digests.len() as u64).sum();
-            match store.unlink_pending(&pending) {
-                Ok(()) => store.report.finished_unlinks = n,
-                // The files are garbage the index no longer records: a file that cannot be
-                // removed costs space, not content, and must not keep the store from opening.
-                // The record stays, and the next collection (or open) tries again.
-                Err(e @ Error::Io { .. }) => store.report.warnings.push(format!(
-                    "could not finish the unlinks of {n} blobs a collection removed ({e}); \
-                     they stay recorded and the next collection or open retries them"
-                )),
-                Err(e) => return Err(e),
-            }
+            let mut warnings = Vec::new();
+            store.report.finished_unlinks = store.unlink_pending(&pending, &mut warnings)?;
+            store.report.warnings.extend(warnings);
         }
         Ok(store)
     }

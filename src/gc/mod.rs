@@ -708,8 +708,13 @@ impl Store {
     }
 
     /// Finishes unlinks a crashed process committed but did not do (on open, before any other
-    /// write): the files of `PENDING` digests that are not indexed again.
-    pub(crate) fn unlink_pending(&self, batches: &[PendingBatch]) -> Result<()> {
+    /// write): the files of `PENDING` digests that are not indexed again. Returns how many it
+    /// unlinked; an unlink that fails is a warning in `warnings` ([`Store::unlink_left`]).
+    pub(crate) fn unlink_pending(
+        &self,
+        batches: &[PendingBatch],
+        warnings: &mut Vec<String>,
+    ) -> Result<u64> {
         if batches.iter().any(|b| !b.links.is_empty()) {
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
@@ -726,8 +731,41 @@ impl Store {
         }
         drop(reader);
         self.mark_pending(&todo)?;
-        self.unlink_marked(&todo)?;
-        self.forget_batches(batches)
+        self.unlink_left(batches, &todo, warnings)
+    }
+
+    /// Unlinks `todo`, the marked digests of `batches`, and forgets the batches. An unlink that
+    /// fails is a warning, not an error: the files are garbage the index no longer records, a
+    /// file that cannot be removed costs space, not content, and it must not keep the store
+    /// from opening or collecting. The failed unlink, and those not tried after it, stay marked
+    /// and recorded, and the next collection or writable open retries them. Returns how many
+    /// files it unlinked.
+    fn unlink_left(
+        &self,
+        batches: &[PendingBatch],
+        todo: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<u64> {
+        match self.unlink_marked(todo) {
+            Ok(()) => {
+                self.forget_batches(batches)?;
+                Ok(todo.len() as u64)
+            }
+            Err(e @ Error::Io { .. }) => {
+                let stuck = todo.iter().filter(|d| self.still_marked(d)).count();
+                warnings.push(format!(
+                    "could not finish the unlinks of {stuck} blobs a collection removed ({e}); \
+                     they stay recorded, and the next collection or writable open retries them"
+                ));
+                Ok((todo.len() - stuck) as u64)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `d`'s unlink is still pending in this process.
+    fn still_marked(&self, d: &String) -> bool {
+        catalog::stored_digest(d).is_ok_and(|digest| self.stripe(&digest).contains(d))
     }
 
     /// Forgets `batches`, whose unlinks are done, in a transaction of its own.
@@ -1117,37 +1155,18 @@ impl Store {
     /// pending, then forgets the batches. A digest of theirs that is not marked was unlinked
     /// already, or pushed again since (ingest unmarks what it publishes): the mark, set while
     /// the removing transaction was open, is what makes the unlink safe, as in the sweep.
-    /// An unlink that fails again is a warning, as on open: the files are garbage the index no
-    /// longer records, and must not keep the collection from running.
+    /// An unlink that fails again is a warning, as on open ([`Store::unlink_left`]).
     fn finish_left_unlinks(&self, left: &[PendingBatch], report: &mut GcReport) -> Result<()> {
         if left.is_empty() {
             return Ok(());
         }
-        let still_pending = |d: &String| {
-            catalog::stored_digest(d).is_ok_and(|digest| self.stripe(&digest).contains(d))
-        };
         let todo: Vec<String> = left
             .iter()
             .flat_map(|b| &b.digests)
-            .filter(|d| still_pending(d))
+            .filter(|d| self.still_marked(d))
             .cloned()
             .collect();
-        match self.unlink_marked(&todo) {
-            Ok(()) => {
-                self.forget_batches(left)?;
-                report.finished_unlinks = todo.len() as u64;
-            }
-            Err(e @ Error::Io { .. }) => {
-                // An unlink that failed, and those not tried after it, are marked still.
-                let stuck = todo.iter().filter(|d| still_pending(d)).count();
-                report.finished_unlinks = (todo.len() - stuck) as u64;
-                report.warnings.push(format!(
-                    "could not finish the unlinks of {stuck} blobs an earlier collection \
-                     removed ({e}); they stay recorded and the next collection retries them"
-                ));
-            }
-            Err(e) => return Err(e),
-        }
+        report.finished_unlinks = self.unlink_left(left, &todo, &mut report.warnings)?;
         Ok(())
     }
 }
