@@ -764,7 +764,7 @@ impl Store {
     }
 
     /// Whether `d`'s unlink is still pending in this process.
-    fn still_marked(&self, d: &String) -> bool {
+    fn still_marked(&self, d: &str) -> bool {
         catalog::stored_digest(d).is_ok_and(|digest| self.stripe(&digest).contains(d))
     }
 
