@@ -190,6 +190,9 @@ pub struct Store {
     report: OpenReport,
     /// Collections running (writes are recorded in `CHANGED` while it is not zero).
     collecting: AtomicUsize,
+    /// Held by a collection from its start to its end: one at a time, since a collection
+    /// consumes the `CHANGED` set that its rechecks rely on (`Store::gc`).
+    collection: Mutex<()>,
     /// In-memory leases: content a multi-call push protects.
     leases: Mutex<HashMap<u64, HashSet<String>>>,
     next_lease: AtomicU64,
@@ -354,6 +357,7 @@ impl Store {
             writer,
             report,
             collecting: AtomicUsize::new(0),
+            collection: Mutex::new(()),
             leases: Mutex::new(HashMap::new()),
             next_lease: AtomicU64::new(1),
             stripes: (0..STRIPES).map(|_| Mutex::new(HashSet::new())).collect(),
@@ -395,6 +399,12 @@ impl Store {
 
     pub(crate) fn gc_flag(&self) -> &AtomicUsize {
         &self.collecting
+    }
+
+    /// Waits for the collection running in this process, if any, and holds the next one's
+    /// place.
+    pub(crate) fn one_collection(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.collection.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn collecting(&self) -> bool {

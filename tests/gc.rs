@@ -1342,3 +1342,73 @@ fn index_json_never_names_or_lists_a_removed_blob_during_a_collection() {
     assert!(!listed(&root).iter().any(|d| garbage.contains(d)));
     assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
 }
+
+/// Collections in one process run one at a time. A second collection that began while the
+/// first was sweeping emptied the set of writes made since, so the first's next recheck missed
+/// an image pushed over its garbage layer and removed the layer from under it. Here the second
+/// collection starts from the first one's sweep, right after that image is pushed; the hook
+/// gives it a few seconds, then lets the first go on.
+#[test]
+fn a_second_collection_does_not_hide_a_push_from_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+    let old = image(&store, "old", &["shared"]);
+    store.tag(old.as_str(), "old").unwrap();
+    let layer = Digest::sha256(b"shared");
+    // Garbage that goes before the layer in key order, so a chunk of one commits before it.
+    let below: Vec<Digest> = (0..16)
+        .map(|i| blob(&store, format!("garbage {i}").as_bytes()).0)
+        .filter(|d| d.as_str() < layer.as_str())
+        .collect();
+    assert!(!below.is_empty());
+    store.untag("old").unwrap();
+
+    let fired = Arc::new(AtomicBool::new(false));
+    let second = Arc::new(Mutex::new(None));
+    {
+        let (s, fired, second) = (Arc::clone(&store), Arc::clone(&fired), Arc::clone(&second));
+        let layer = layer.clone();
+        store.set_sweep_hook(Some(Arc::new(move |_: &[String]| {
+            if fired.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            assert!(
+                s.blob_info(&layer).unwrap().is_some(),
+                "the layer went first"
+            );
+            let new = image(&s, "new", &["shared"]);
+            s.tag(new.as_str(), "new").unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let other = Arc::clone(&s);
+            *second.lock().unwrap() = Some(std::thread::spawn(move || {
+                let r = other.gc(&GcOptions {
+                    grace: Duration::ZERO,
+                    ..GcOptions::default()
+                });
+                let _ = tx.send(());
+                r
+            }));
+            // With collections one at a time, the second waits for this one to end.
+            let _ = rx.recv_timeout(Duration::from_secs(3));
+        })));
+    }
+    let first = store
+        .gc(&GcOptions {
+            grace: Duration::ZERO,
+            chunk: 1,
+            ..GcOptions::default()
+        })
+        .unwrap();
+    let handle = second.lock().unwrap().take().expect("the hook ran");
+    let other = handle.join().unwrap().unwrap();
+    store.set_sweep_hook(None);
+    assert!(
+        first.removed.iter().all(|r| r.digest != layer.as_str()),
+        "the first collection removed the layer of the image pushed during it"
+    );
+    assert!(other.removed.iter().all(|r| r.digest != layer.as_str()));
+    assert!(present(&store, dir.path(), &layer));
+    assert_eq!(store.read_all(&layer).unwrap(), b"shared");
+    assert!(!present(&store, dir.path(), &old));
+    assert!(store.verify(&VerifyOptions::default()).unwrap().ok);
+}

@@ -321,6 +321,10 @@ impl Store {
             report.total_ms = ms(started.elapsed());
             return Ok(report);
         }
+        // One collection at a time: each starts by emptying `CHANGED` and takes what its
+        // rechecks find there, so a second one running beside it would drop or take writes the
+        // first must see, and the first could remove content such a write made live.
+        let _one = (!opts.dry_run).then(|| self.one_collection());
         let _active = if opts.dry_run {
             None
         } else {
