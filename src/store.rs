@@ -18,7 +18,7 @@ use std::fs;
 use std::hash::{Hash, Hasher as _};
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -188,10 +188,9 @@ pub struct Store {
     options: Options,
     writer: Option<WriterState>,
     report: OpenReport,
-    /// Collections running (writes are recorded in `CHANGED` while it is not zero).
-    collecting: AtomicUsize,
-    /// Held by a collection from its start to its end: one at a time, since a collection
-    /// consumes the `CHANGED` set that its rechecks rely on (`Store::gc`).
+    /// True while a collection runs: writes are then recorded in `CHANGED`.
+    collecting: AtomicBool,
+    /// Held by a collection from its start to its end (`Store::begin_collection`).
     collection: Mutex<()>,
     /// In-memory leases: content a multi-call push protects.
     leases: Mutex<HashMap<u64, HashSet<String>>>,
@@ -356,7 +355,7 @@ impl Store {
             options: options.clone(),
             writer,
             report,
-            collecting: AtomicUsize::new(0),
+            collecting: AtomicBool::new(false),
             collection: Mutex::new(()),
             leases: Mutex::new(HashMap::new()),
             next_lease: AtomicU64::new(1),
@@ -397,18 +396,19 @@ impl Store {
         self.db.write()
     }
 
-    pub(crate) fn gc_flag(&self) -> &AtomicUsize {
-        &self.collecting
-    }
-
     /// Waits for the collection running in this process, if any, and holds the next one's
     /// place.
-    pub(crate) fn one_collection(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn one_collection(&self) -> MutexGuard<'_, ()> {
         self.collection.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets whether a collection runs (see [`Store::collecting`]).
+    pub(crate) fn set_collecting(&self, on: bool) {
+        self.collecting.store(on, Ordering::SeqCst);
+    }
+
     pub(crate) fn collecting(&self) -> bool {
-        self.collecting.load(Ordering::SeqCst) > 0
+        self.collecting.load(Ordering::SeqCst)
     }
 
     pub(crate) fn session_prefix(&self) -> &str {

@@ -38,7 +38,7 @@ mod unlink;
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -321,10 +321,6 @@ impl Store {
             report.total_ms = ms(started.elapsed());
             return Ok(report);
         }
-        // One collection at a time: each starts by emptying `CHANGED` and takes what its
-        // rechecks find there, so a second one running beside it would drop or take writes the
-        // first must see, and the first could remove content such a write made live.
-        let _one = (!opts.dry_run).then(|| self.one_collection());
         let _active = if opts.dry_run {
             None
         } else {
@@ -431,19 +427,16 @@ impl Store {
                 w.recount_from_scratch(k)?;
             }
             // Complete: the garbage that lost children is gone, but for what writes kept.
-            // Their removed children stay in `COLLECTED` (and so does all of it while another
-            // collection runs).
-            if self.gc_flag().load(Ordering::SeqCst) == 1 {
-                let mut keep = Vec::new();
-                for k in &kept {
-                    for c in w.children(k)? {
-                        if w.blob(&c)?.is_none() {
-                            keep.push(c);
-                        }
+            // Their removed children stay in `COLLECTED`.
+            let mut keep = Vec::new();
+            for k in &kept {
+                for c in w.children(k)? {
+                    if w.blob(&c)?.is_none() {
+                        keep.push(c);
                     }
                 }
-                w.clear_collected(&keep)?;
             }
+            w.clear_collected(&keep)?;
             let finished = match clean {
                 Some(clean)
                     if !opts.scan_orphans
@@ -1130,27 +1123,30 @@ impl Store {
         Ok(changed)
     }
 
-    /// Starts recording writes for a collection; the guard stops it. Returns, when no other
-    /// collection runs, the batches that a failed collection of this process (or an open whose
-    /// unlinks failed) left in `PENDING`: their counts are settled here, before this collection
-    /// reads them.
+    /// Starts recording writes for a collection; the guard stops it. Returns the batches that a
+    /// failed collection of this process (or an open whose unlinks failed) left in `PENDING`:
+    /// their counts are settled here, before this collection reads them.
+    ///
+    /// Invariant: collections in a process run one at a time; the guard holds
+    /// [`Store::one_collection`] until the collection ends. A collection starts by emptying
+    /// `CHANGED` and its rechecks take what they find there, so a second one running beside it
+    /// would take writes the first must see, and the first could remove content such a write
+    /// made live. Other processes cannot write meanwhile (the writer lock).
     fn begin_collection(&self) -> Result<(CollectionGuard<'_>, Vec<PendingBatch>)> {
+        let one = self.one_collection();
         self.mark_writing()?;
         let txn = self.write_txn()?;
         let w = Writer::collector(&txn);
         w.take_changed()?;
         w.set_meta(meta::GC_CLEAN, GC_RUNNING)?;
-        // Another collection's own batches are in `PENDING` too while it runs.
-        let left = if self.gc_flag().load(Ordering::SeqCst) == 0 {
-            let left = w.pending_batches()?;
-            settle_links(&w, &left)?;
-            left
-        } else {
-            Vec::new()
-        };
+        let left = w.pending_batches()?;
+        settle_links(&w, &left)?;
         drop(w);
-        self.gc_flag().fetch_add(1, Ordering::SeqCst);
-        let guard = CollectionGuard { store: self };
+        self.set_collecting(true);
+        let guard = CollectionGuard {
+            store: self,
+            _one: one,
+        };
         txn.commit()?;
         Ok((guard, left))
     }
@@ -1310,13 +1306,16 @@ impl Store {
     }
 }
 
+/// A running collection: writes are recorded for it, and no other collection of the process
+/// starts, until it drops.
 struct CollectionGuard<'s> {
     store: &'s Store,
+    _one: MutexGuard<'s, ()>,
 }
 
 impl Drop for CollectionGuard<'_> {
     fn drop(&mut self) {
-        self.store.gc_flag().fetch_sub(1, Ordering::SeqCst);
+        self.store.set_collecting(false);
     }
 }
 
