@@ -10,6 +10,14 @@ use ocistore::verify::VerifyOptions;
 use ocistore::{Error, Options, PutOptions, ReferrersQuery, Store};
 use serde::Serialize;
 
+/// mimalloc instead of glibc's allocator: about 12% of a large collection's sweeping thread
+/// was in `malloc` and `free`, mostly under the index's page reads and writes. Four
+/// interleaved collections of the 20,000-image layout (README, "Performance") used 1.91–2.10 s
+/// of user CPU instead of 2.13–2.27 s, and took 2.92–3.19 s instead of 2.96–3.37 s, for a
+/// peak RSS of 228 MB instead of 192 MB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An OCI image-layout store with a transactional index and reference-aware deletes.
 #[derive(Parser)]
 #[command(name = "ocistore", version, about)]
