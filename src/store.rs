@@ -396,6 +396,11 @@ impl Store {
         self.db.write()
     }
 
+    /// Whether this handle was opened with [`Store::open_read_only`].
+    pub(crate) fn is_read_only(&self) -> bool {
+        matches!(self.db, Db::Read(_))
+    }
+
     /// Waits for the collection running in this process, if any, and holds the next one's
     /// place.
     pub(crate) fn one_collection(&self) -> MutexGuard<'_, ()> {

@@ -14,6 +14,7 @@
 //! | `missing-child` | a manifest's child is absent, and the layout is not sparse there by design (foreign layers with `urls`, inline `data`); a manifest the next collection removes is not checked | cannot be repaired: push or import the content |
 //! | `child-size` | a child's declared size differs from its file's | cannot be repaired: the manifest or the child is wrong |
 //! | `index-json` | index.json lists other tags or entries than the index | index.json is written again, taking in any change another tool made |
+//! | `index-inconsistent` | the index's tables disagree with each other: link rows without their inverse, or counts that a recount from the edges, tags and entries does not give (checked on a writable store) | cannot be repaired in place: `ocistore rebuild` recreates the index from the layout |
 //!
 //! Nothing is ever deleted: a repair moves bad content aside or changes only the index and
 //! index.json. The order is the store's usual one for content leaving `blobs/`: the file is moved
@@ -71,6 +72,8 @@ pub enum ProblemKind {
     ChildSize,
     /// index.json disagrees with the index.
     IndexJson,
+    /// The index's tables disagree with each other.
+    IndexInconsistent,
 }
 
 impl std::fmt::Display for ProblemKind {
@@ -378,6 +381,19 @@ impl Store {
             });
         }
         drop(reader);
+        // The index against itself: on a writable store only (the check recomputes counts in
+        // a transaction it then aborts).
+        if !self.is_read_only() {
+            let txn = self.write_txn()?;
+            let inconsistent = Writer::new(&txn).audit()?;
+            txn.abort()?;
+            for (d, detail) in inconsistent {
+                findings.push(Finding {
+                    problem: problem(ProblemKind::IndexInconsistent, &d, detail),
+                    fix: Fix::None,
+                });
+            }
+        }
         // A manifest the next collection removes may lack children: a delete removes a
         // manifest that only garbage lists. That is not damage.
         if findings

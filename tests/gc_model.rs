@@ -35,6 +35,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ocistore::gc::{DeleteOptions, GcOptions, Mode, Policy, Strategy};
+use ocistore::verify::{ProblemKind, VerifyOptions};
 use ocistore::{Digest, Entry, LinkKind, Options, PutOptions, ReferrerTag, Store};
 use proptest::prelude::*;
 use proptest::strategy::Strategy as _;
@@ -1369,6 +1370,7 @@ impl Run<'_> {
         self.unlinked |= self.model.unlinks_survivors(u, &removed);
         self.model.remove(&removed);
         self.check_presence(&format!("after gc {strategy:?}"))?;
+        self.check_index(&format!("after gc {strategy:?} (chunks of {chunk})"))?;
         if last {
             let (again, _) = self.dry_runs(grace, du)?;
             if !again.is_empty() && self.unlinked && !self.scope.idempotence {
@@ -1383,6 +1385,23 @@ impl Run<'_> {
             })?;
         }
         Ok(())
+    }
+
+    /// The index's tables agree with each other (`verify`'s `index-inconsistent` check).
+    fn check_index(&self, when: &str) -> Result<(), TestCaseError> {
+        let report = self
+            .store
+            .verify(&VerifyOptions::default())
+            .map_err(|e| self.fail(format!("{when}: verify: {e}")))?;
+        let bad: Vec<String> = report
+            .problems
+            .iter()
+            .filter(|p| p.kind == ProblemKind::IndexInconsistent)
+            .map(|p| p.to_string())
+            .collect();
+        self.ensure(bad.is_empty(), || {
+            format!("{when}: the index disagrees with itself: {bad:?}")
+        })
     }
 
     /// The store holds exactly what the model says is present: index rows and files.

@@ -45,7 +45,7 @@
 //!   manifest listing no manifest ([`Writer::count_tag_link`], where the reason is given).
 
 use std::cell::{OnceCell, RefCell, RefMut};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{
@@ -60,7 +60,7 @@ mod key;
 use crate::error::{Error, Result};
 use crate::manifest::Parsed;
 use crate::refname::{LinkKind, ReferrerTag};
-use key::{DigestKey, dk};
+use key::{DigestKey, Dk, dk};
 pub(crate) use key::{decode as digest_of_key, encode as key_of_digest};
 
 /// Version of the schema below. Bump it when a table or an encoding changes: an index of an
@@ -590,6 +590,37 @@ macro_rules! reads {
     };
 }
 
+/// The link tables a [`LinkHint`] covers, as indexes into its key sets.
+#[derive(Clone, Copy)]
+enum Link {
+    Subjects = 0,
+    Referrers = 1,
+    TagCounted = 2,
+}
+
+/// The keys within one range of digests that have rows in each link table
+/// ([`Writer::hint_links`]).
+struct LinkHint {
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+    keys: [HashSet<Vec<u8>>; 3],
+}
+
+/// Feeds `add` the key of each row of a multimap range until it returns false; returns whether
+/// it never did.
+fn all_keys<V: redb::Key + 'static>(
+    range: redb::MultimapRange<'_, DigestKey, V>,
+    add: &mut impl FnMut(Dk<'_>) -> bool,
+) -> Result<bool> {
+    for row in range {
+        let (k, _) = row?;
+        if !add(k.value()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 fn keys<V: redb::Value + 'static>(t: &impl ReadableTable<DigestKey, V>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for row in t.iter()? {
@@ -913,6 +944,8 @@ pub(crate) struct Writer<'t> {
     /// `(digest, removed)`: count updates skipped because `digest` is doomed too, when deferred
     /// ([`Writer::take_skipped_recounts`]).
     skipped_recounts: RefCell<Vec<(String, String)>>,
+    /// Which keys of a range have link rows, when hinted ([`Writer::hint_links`]).
+    link_hint: RefCell<Option<LinkHint>>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
@@ -1095,6 +1128,7 @@ impl<'t> Writer<'t> {
             deferred_totals: std::cell::Cell::new(None),
             deferred_links: RefCell::new(None),
             skipped_recounts: RefCell::new(Vec::new()),
+            link_hint: RefCell::new(None),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -1171,6 +1205,72 @@ impl<'t> Writer<'t> {
         if links.is_none() {
             *links = Some(Vec::new());
         }
+        Ok(())
+    }
+
+    /// Reads once which keys from `lo` to `hi` (inclusive, in stored order) have rows in the
+    /// link tables, `SUBJECTS`, `REFERRERS` and `TAG_COUNTED`, so that the lookups of a key in
+    /// that range that has none are skipped (`Writer::may_have_links`). A collection removes
+    /// its garbage in key order and looks up each digest's links, and most digests have none:
+    /// one range read per table replaces hundreds of lookups.
+    ///
+    /// Invariant: while a hint is held, no row is added to a link table. Removing rows keeps
+    /// it sound (a key without rows still has none), and the only two writers that add rows,
+    /// [`Writer::add_link`] and [`Writer::count_tag_link`], drop the hint first
+    /// (`Writer::drop_link_hint`). When the range holds more than `limit` keys in a table, no
+    /// hint is kept: reading them would cost more than the lookups it saves.
+    pub(crate) fn hint_links(&self, lo: &str, hi: &str, limit: usize) -> Result<()> {
+        self.drop_link_hint()?;
+        let (lo_key, hi_key) = (key::encode(lo), key::encode(hi));
+        if lo_key.as_ref() > hi_key.as_ref() {
+            return Ok(());
+        }
+        let range = dk(lo)..=dk(hi);
+        let mut keys: [HashSet<Vec<u8>>; 3] = Default::default();
+        for (link, set) in [Link::Subjects, Link::Referrers, Link::TagCounted]
+            .into_iter()
+            .zip(keys.iter_mut())
+        {
+            let mut add = |k: Dk<'_>| -> bool {
+                set.insert(k.encode().as_ref().to_vec());
+                set.len() <= limit
+            };
+            let within = match link {
+                Link::Subjects => all_keys(self.t_subjects()?.range(range.clone())?, &mut add)?,
+                Link::Referrers => all_keys(self.t_referrers()?.range(range.clone())?, &mut add)?,
+                Link::TagCounted => {
+                    all_keys(self.t_tag_counted()?.range(range.clone())?, &mut add)?
+                }
+            };
+            if !within {
+                return Ok(());
+            }
+        }
+        *self.link_hint.try_borrow_mut()? = Some(LinkHint {
+            lo: lo_key.as_ref().to_vec(),
+            hi: hi_key.as_ref().to_vec(),
+            keys,
+        });
+        Ok(())
+    }
+
+    /// For each link table, in [`Link`] order, whether `digest` may have rows in it: false only
+    /// where the hint held ([`Writer::hint_links`]) covers `digest` and shows it has none.
+    fn may_have_links(&self, digest: &str) -> Result<[bool; 3]> {
+        let hint = self.link_hint.try_borrow()?;
+        let Some(h) = hint.as_ref() else {
+            return Ok([true; 3]);
+        };
+        let k = key::encode(digest);
+        let k = k.as_ref();
+        if k < h.lo.as_slice() || k > h.hi.as_slice() {
+            return Ok([true; 3]);
+        }
+        Ok(h.keys.each_ref().map(|set| set.contains(k)))
+    }
+
+    fn drop_link_hint(&self) -> Result<()> {
+        *self.link_hint.try_borrow_mut()? = None;
         Ok(())
     }
 
@@ -1434,6 +1534,7 @@ impl<'t> Writer<'t> {
                 .manifest(referrer)?
                 .is_some_and(|m| m.lists_no_manifest);
         if linked && subject_ok && referrer_ok {
+            self.drop_link_hint()?;
             self.t_tag_counted()?.insert(dk(subject), dk(referrer))?;
             self.bump(referrer, count::SUBJECT_LINKS, 1)?;
         }
@@ -1452,6 +1553,7 @@ impl<'t> Writer<'t> {
     /// Adds a referrer edge, in both directions.
     pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
         self.dirty()?;
+        self.drop_link_hint()?;
         self.touch(referrer)?;
         self.t_referrers()?
             .insert(dk(subject), (dk(referrer), src.code()))?;
@@ -1707,7 +1809,14 @@ impl<'t> Writer<'t> {
             return Ok(None);
         };
         let doomed = |d: &str| doomed.is_some_and(|f| f(d));
-        let mut subjects = self.subjects(digest)?;
+        // Read once: a removal only removes link rows, so a table without rows for `digest` now
+        // has none below either.
+        let linked = self.may_have_links(digest)?;
+        let mut subjects = if linked[Link::Subjects as usize] {
+            self.subjects(digest)?
+        } else {
+            Vec::new()
+        };
         if !keep_names {
             // Only a digest with a plain tag (counted) or a link tag (which stands for a subject
             // link of a tag's kind) has tags: the lookup is skipped for the rest.
@@ -1737,7 +1846,12 @@ impl<'t> Writer<'t> {
             }
         }
         if rec.manifest {
-            for c in self.children(digest)? {
+            // Its edges go first, read as they go (nothing below reads them).
+            let mut children = Vec::new();
+            for v in self.t_edges()?.remove_all(dk(digest))? {
+                children.push(v?.value().to_string());
+            }
+            for c in children {
                 if doomed(&c) {
                     self.skip_recount(&c, digest)?;
                     continue;
@@ -1748,7 +1862,6 @@ impl<'t> Writer<'t> {
                     self.bump(&c, count::PARENTS, -1)?;
                 }
             }
-            self.t_edges()?.remove_all(dk(digest))?;
             self.t_manifests()?.remove(dk(digest))?;
         }
         self.t_blobs()?.remove(dk(digest))?;
@@ -1769,7 +1882,12 @@ impl<'t> Writer<'t> {
                 pins.remove(dk(digest))?;
             }
         }
-        for (r, src) in self.referrers(digest)? {
+        let referrers = if linked[Link::Referrers as usize] {
+            self.referrers(digest)?
+        } else {
+            Vec::new()
+        };
+        for (r, src) in referrers {
             if doomed(&r) {
                 self.skip_recount(&r, digest)?;
                 continue;
@@ -1787,7 +1905,12 @@ impl<'t> Writer<'t> {
             }
         }
         // Counted tag links end with either end's presence.
-        for r in self.counted_tag_referrers(digest)? {
+        let counted = if linked[Link::TagCounted as usize] {
+            self.counted_tag_referrers(digest)?
+        } else {
+            Vec::new()
+        };
+        for r in counted {
             if doomed(&r) {
                 self.skip_recount(&r, digest)?;
             }
@@ -1862,6 +1985,178 @@ impl<'t> Writer<'t> {
             }
         }
         self.recount(digest)
+    }
+
+    /// Checks the invariants that tie the tables to each other (the module's list) and returns
+    /// each digest that breaks one, with what is wrong:
+    ///
+    /// - `SUBJECTS` holds exactly the rows of `REFERRERS`, reversed;
+    /// - `PARENTS` holds every row of `EDGES`, reversed (but for children a collection removed
+    ///   before the garbage manifest listing them, [`Writer::add_collected`]), and no other row
+    ///   with a present parent;
+    /// - when no `PENDING` batch is left (none can leave stale rows or skipped recounts then),
+    ///   every digest's `COUNTS` row is what [`Writer::recount_from_scratch`] and the `TAGS` and
+    ///   `UNTAGGED` rows give, and every digest that recount finds a candidate is in
+    ///   `CANDIDATES` (one missing would hide garbage from the reference-count strategy).
+    ///
+    /// The converse is not checked: `CANDIDATES` can keep a fallback index that began to wait
+    /// on its subject ([`Writer::waits_on`]) without a recount. Such a row costs the collector
+    /// one more examination; what it removes is still decided by marking.
+    ///
+    /// It recomputes in this transaction: the caller must abort it.
+    pub(crate) fn audit(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut links: HashSet<(String, String, u8)> = HashSet::new();
+        for row in self.t_referrers()?.iter()? {
+            let (k, vals) = row?;
+            let s = k.value().to_string();
+            for v in vals {
+                let v = v?;
+                let (r, code) = v.value();
+                links.insert((s.clone(), r.to_string(), code));
+            }
+        }
+        out.extend(self.audit_link_sources(&links)?);
+        for row in self.t_subjects()?.iter()? {
+            let (k, vals) = row?;
+            let r = k.value().to_string();
+            for v in vals {
+                let v = v?;
+                let (s, code) = v.value();
+                if !links.remove(&(s.to_string(), r.clone(), code)) {
+                    out.push((
+                        r.clone(),
+                        format!("a SUBJECTS row names {s} with no REFERRERS row"),
+                    ));
+                }
+            }
+        }
+        for (s, r, _) in links {
+            out.push((s, format!("a REFERRERS row names {r} with no SUBJECTS row")));
+        }
+        let mut edges: HashSet<(String, String)> = HashSet::new();
+        for row in self.t_edges()?.iter()? {
+            let (k, vals) = row?;
+            let p = k.value().to_string();
+            for v in vals {
+                edges.insert((v?.value().to_string(), p.clone()));
+            }
+        }
+        let mut parent_rows = Vec::new();
+        for row in self.t_parents()?.iter()? {
+            let (k, vals) = row?;
+            let c = k.value().to_string();
+            for v in vals {
+                parent_rows.push((c.clone(), v?.value().to_string()));
+            }
+        }
+        for (c, p) in parent_rows {
+            if !edges.remove(&(c.clone(), p.clone())) && self.blob(&p)?.is_some() {
+                out.push((
+                    c,
+                    format!("a PARENTS row names {p}, which does not list it"),
+                ));
+            }
+        }
+        // A collection removes in key order, so a child may go, with its rows, before the
+        // garbage manifest listing it: `COLLECTED` keeps it until a collection completes.
+        for (c, p) in edges {
+            if !self.is_collected(&c)? {
+                out.push((p, format!("lists {c}, which has no PARENTS row for it")));
+            }
+        }
+        if self.has_pending()? {
+            return Ok(out);
+        }
+        let mut digests: std::collections::BTreeSet<String> = Default::default();
+        for row in self.t_counts()?.iter()? {
+            digests.insert(row?.0.value().to_string());
+        }
+        for row in self.t_blobs()?.iter()? {
+            digests.insert(row?.0.value().to_string());
+        }
+        for row in self.t_candidates()?.iter()? {
+            digests.insert(row?.0.value().to_string());
+        }
+        for d in digests {
+            let before = self.counts(&d)?;
+            let was_candidate = self.t_candidates()?.get(dk(d.as_str()))?.is_some();
+            let roots = self
+                .tags_of(&d)?
+                .iter()
+                .filter(|t| ReferrerTag::parse(t).is_none())
+                .count() as u32;
+            let entries = self.t_untagged()?.get(dk(d.as_str()))?.count() as u32;
+            self.recount_from_scratch(&d)?;
+            let mut want = self.counts(&d)?;
+            want[count::TAG_ROOTS] = roots;
+            want[count::UNTAGGED] = entries;
+            if before != want {
+                out.push((d.clone(), format!("counts {before:?}, recounted {want:?}")));
+            }
+            let candidate = self.t_candidates()?.get(dk(d.as_str()))?.is_some();
+            if candidate && !was_candidate && before == want {
+                out.push((d.clone(), "unsupported, but not a candidate".into()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The links `REFERRERS` must hold, from their sources (the `subject` fields of present
+    /// manifests, and cosign and fallback tags), against those it holds (`(subject, referrer,
+    /// source code)`): each missing or extra one. The entries of a fallback index that is absent
+    /// are unknown, so any entry link of its tag is accepted.
+    fn audit_link_sources(
+        &self,
+        held: &HashSet<(String, String, u8)>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut want: HashSet<(String, String, u8)> = HashSet::new();
+        let mut loose: HashSet<String> = HashSet::new();
+        for row in self.t_manifests()?.iter()? {
+            let (k, v) = row?;
+            let m = k.value().to_string();
+            if let Some(subject) = decode_manifest(v.value())?.subject {
+                want.insert((subject, m, Source::Subject.code()));
+            }
+        }
+        for TagRow {
+            tag: t, digest: d, ..
+        } in self.tags()?
+        {
+            let Some(link) = ReferrerTag::parse(&t) else {
+                continue;
+            };
+            let subject = link.subject.to_string();
+            if link.kind != LinkKind::Fallback {
+                want.insert((subject, d, Source::Tag(link.kind).code()));
+                continue;
+            }
+            if self.manifest(&d)?.is_none() {
+                loose.insert(subject.clone());
+            }
+            for c in self.children(&d)? {
+                want.insert((subject.clone(), c, Source::Tag(LinkKind::Fallback).code()));
+            }
+            want.insert((subject, d, Source::FallbackIndex.code()));
+        }
+        let fallback = Source::Tag(LinkKind::Fallback).code();
+        let mut out = Vec::new();
+        for (s, r, code) in held {
+            let accepted = want.contains(&(s.clone(), r.clone(), *code))
+                || (*code == fallback && loose.contains(s));
+            if !accepted {
+                out.push((
+                    r.clone(),
+                    format!("links to {s} (source {code}) without a source"),
+                ));
+            }
+        }
+        for (s, r, code) in want {
+            if !held.contains(&(s.clone(), r.clone(), code)) {
+                out.push((r, format!("lacks its link to {s} (source {code})")));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes every untagged index.json entry of `digest`.
@@ -2013,4 +2308,74 @@ pub(crate) fn pins_of_any_version(txn: &ReadTransaction) -> Result<Vec<String>> 
 /// Parses a digest read back from the catalog, which only ever stores validated ones.
 pub(crate) fn stored_digest(s: &str) -> Result<Digest> {
     Digest::parse(s).map_err(|e| Error::Index(format!("corrupt catalog: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn with_writer(f: impl FnOnce(&Writer<'_>)) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let w = Writer::new(&txn);
+        w.migrate().unwrap();
+        f(&w);
+    }
+
+    #[test]
+    fn a_link_hint_skips_only_digests_without_rows_and_ends_with_a_new_link() {
+        with_writer(|w| {
+            let (a, b, c, z) = (digest('a'), digest('b'), digest('c'), digest('f'));
+            w.add_link(&b, &c, Source::Subject).unwrap();
+            w.hint_links(&a, &c, 16).unwrap();
+            // b has a referrer, c a subject, a neither; z lies outside the range.
+            assert_eq!(w.may_have_links(&a).unwrap(), [false, false, false]);
+            assert_eq!(w.may_have_links(&b).unwrap(), [false, true, false]);
+            assert_eq!(w.may_have_links(&c).unwrap(), [true, false, false]);
+            assert_eq!(w.may_have_links(&z).unwrap(), [true; 3]);
+            // A link added while the hint is held drops it.
+            w.add_link(&a, &c, Source::Subject).unwrap();
+            assert_eq!(w.may_have_links(&a).unwrap(), [true; 3]);
+            // Over the limit, no hint is kept.
+            w.hint_links(&a, &c, 1).unwrap();
+            assert_eq!(w.may_have_links(&a).unwrap(), [true; 3]);
+        });
+    }
+
+    #[test]
+    fn the_audit_finds_a_link_without_its_inverse_or_source_and_a_wrong_count() {
+        with_writer(|w| {
+            let (a, b) = (digest('a'), digest('b'));
+            w.insert_blob(&a, BlobRecord::new(3, false, true)).unwrap();
+            assert_eq!(w.audit().unwrap(), Vec::new());
+            // A `subject` link whose referrer holds no such field, in one direction only.
+            w.t_referrers()
+                .unwrap()
+                .insert(dk(a.as_str()), (dk(b.as_str()), Source::Subject.code()))
+                .unwrap();
+            let found: Vec<String> = w.audit().unwrap().into_iter().map(|(_, d)| d).collect();
+            assert!(
+                found.iter().any(|d| d.contains("with no SUBJECTS row"))
+                    && found.iter().any(|d| d.contains("without a source")),
+                "{found:?}"
+            );
+            w.t_referrers()
+                .unwrap()
+                .remove(dk(a.as_str()), (dk(b.as_str()), Source::Subject.code()))
+                .unwrap();
+            // A count no edge, tag or entry gives.
+            w.t_counts()
+                .unwrap()
+                .insert(dk(a.as_str()), [2, 0, 0, 0])
+                .unwrap();
+            let found = w.audit().unwrap();
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].1.starts_with("counts [2, 0, 0, 0]"), "{found:?}");
+        });
+    }
 }

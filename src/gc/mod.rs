@@ -592,9 +592,15 @@ impl Store {
         let mut removed = Vec::new();
         let mut removals = Vec::new();
         let mut taken = 0;
-        for g in chunk {
+        for (i, g) in chunk.iter().enumerate() {
             if taken % 8 == 7 && !budget.allows(t0.elapsed(), 0, REMOVALS_SHARE) {
                 break;
+            }
+            // The garbage is in key order: one read of the link tables over the keys of the
+            // next few hundred spares most of them their link lookups.
+            if i % HINT_WINDOW == 0 {
+                let last = &chunk[(i + HINT_WINDOW).min(chunk.len()) - 1].digest;
+                w.hint_links(&g.digest, last, HINT_WINDOW)?;
             }
             taken += 1;
             if kept.contains(&g.digest) {
@@ -1328,6 +1334,12 @@ fn sweep_order(mut garbage: Vec<Removal>) -> Vec<Removal> {
     garbage.sort_unstable_by(|a, b| a.digest.cmp(&b.digest));
     garbage
 }
+
+/// Removals per read of the link tables in a sweep transaction (`Writer::hint_links`). The
+/// window spans a small slice of the key space, where few digests have links: its reads cover
+/// fewer rows than the three lookups per removal they spare, and a window with more linked
+/// keys in a table than removals gets no hint.
+const HINT_WINDOW: usize = 256;
 
 /// The share of a sweep transaction's time its removals may fill: the rest is for the stale
 /// rows under their keys.
