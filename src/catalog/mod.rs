@@ -25,7 +25,8 @@
 //! - `COUNTS` holds, for every digest something points at, the number of `PARENTS` rows,
 //!   present `subject`-field subjects, tags that are roots, and untagged entries; `CANDIDATES`
 //!   holds exactly the present digests that [`Writer::recount`] finds unsupported and not
-//!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]). Every function that changes
+//!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]), except, as
+//!   [`Writer::audit`] found, a fallback index that began to wait without a recount. Every function that changes
 //!   presence, edges, tags or entries calls `recount` on each digest it touched, and a change of
 //!   presence or of a digest's own links also on that digest's referrers.
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
