@@ -1,5 +1,5 @@
 //! Verify and repair: rehash every blob, check every edge, and check that the index, the layout
-//! and index.json agree.
+//! and index.json agree, and that the index's tables agree with each other.
 //!
 //! What is checked, and what `--repair` does about each finding:
 //!
@@ -158,7 +158,8 @@ const BUF: usize = 256 * 1024;
 
 impl Store {
     /// Rehashes every blob (in parallel), checks every edge, and checks that the index agrees with
-    /// the layout and index.json with the index. With `repair`, fixes what can be fixed; nothing
+    /// the layout, index.json with the index, and (on a writable store) the index's tables with
+    /// each other. With `repair`, fixes what can be fixed; nothing
     /// is deleted (bad content goes to `.ocistore/quarantine/`).
     ///
     /// ```

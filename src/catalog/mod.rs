@@ -622,6 +622,38 @@ fn all_keys<V: redb::Key + 'static>(
     Ok(true)
 }
 
+/// Every row of a link table (`REFERRERS` or `SUBJECTS`): key, linked digest, source code.
+fn link_rows(
+    t: &impl ReadableMultimapTable<DigestKey, (DigestKey, u8)>,
+) -> Result<Vec<(String, String, u8)>> {
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let (k, vals) = row?;
+        let key = k.value().to_string();
+        for v in vals {
+            let v = v?;
+            let (d, code) = v.value();
+            out.push((key.clone(), d.to_string(), code));
+        }
+    }
+    Ok(out)
+}
+
+/// Every row of `EDGES` or `PARENTS`: key, value.
+fn edge_rows(
+    t: &impl ReadableMultimapTable<DigestKey, DigestKey>,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        let (k, vals) = row?;
+        let key = k.value().to_string();
+        for v in vals {
+            out.push((key.clone(), v?.value().to_string()));
+        }
+    }
+    Ok(out)
+}
+
 fn keys<V: redb::Value + 'static>(t: &impl ReadableTable<DigestKey, V>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for row in t.iter()? {
@@ -2007,51 +2039,22 @@ impl<'t> Writer<'t> {
     /// It recomputes in this transaction: the caller must abort it.
     pub(crate) fn audit(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        let mut links: HashSet<(String, String, u8)> = HashSet::new();
-        for row in self.t_referrers()?.iter()? {
-            let (k, vals) = row?;
-            let s = k.value().to_string();
-            for v in vals {
-                let v = v?;
-                let (r, code) = v.value();
-                links.insert((s.clone(), r.to_string(), code));
-            }
-        }
+        let mut links: HashSet<(String, String, u8)> =
+            link_rows(&*self.t_referrers()?)?.into_iter().collect();
         out.extend(self.audit_link_sources(&links)?);
-        for row in self.t_subjects()?.iter()? {
-            let (k, vals) = row?;
-            let r = k.value().to_string();
-            for v in vals {
-                let v = v?;
-                let (s, code) = v.value();
-                if !links.remove(&(s.to_string(), r.clone(), code)) {
-                    out.push((
-                        r.clone(),
-                        format!("a SUBJECTS row names {s} with no REFERRERS row"),
-                    ));
-                }
+        for (r, s, code) in link_rows(&*self.t_subjects()?)? {
+            if !links.remove(&(s.clone(), r.clone(), code)) {
+                out.push((r, format!("a SUBJECTS row names {s} with no REFERRERS row")));
             }
         }
         for (s, r, _) in links {
             out.push((s, format!("a REFERRERS row names {r} with no SUBJECTS row")));
         }
-        let mut edges: HashSet<(String, String)> = HashSet::new();
-        for row in self.t_edges()?.iter()? {
-            let (k, vals) = row?;
-            let p = k.value().to_string();
-            for v in vals {
-                edges.insert((v?.value().to_string(), p.clone()));
-            }
-        }
-        let mut parent_rows = Vec::new();
-        for row in self.t_parents()?.iter()? {
-            let (k, vals) = row?;
-            let c = k.value().to_string();
-            for v in vals {
-                parent_rows.push((c.clone(), v?.value().to_string()));
-            }
-        }
-        for (c, p) in parent_rows {
+        let mut edges: HashSet<(String, String)> = edge_rows(&*self.t_edges()?)?
+            .into_iter()
+            .map(|(p, c)| (c, p))
+            .collect();
+        for (c, p) in edge_rows(&*self.t_parents()?)? {
             if !edges.remove(&(c.clone(), p.clone())) && self.blob(&p)?.is_some() {
                 out.push((
                     c,
