@@ -25,8 +25,9 @@
 //! - `COUNTS` holds, for every digest something points at, the number of `PARENTS` rows,
 //!   present `subject`-field subjects, tags that are roots, and untagged entries; `CANDIDATES`
 //!   holds exactly the present digests that [`Writer::recount`] finds unsupported and not
-//!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]), except, as
-//!   [`Writer::audit`] found, a fallback index that began to wait without a recount. Every function that changes
+//!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]), except a fallback index
+//!   whose entry arrived late, which stays a candidate until its next recount (safe: see
+//!   [`Writer::waits_on`]). Every function that changes
 //!   presence, edges, tags or entries calls `recount` on each digest it touched, and a change of
 //!   presence or of a digest's own links also on that digest's referrers.
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
@@ -2032,8 +2033,8 @@ impl<'t> Writer<'t> {
     ///   `UNTAGGED` rows give, and every digest that recount finds a candidate is in
     ///   `CANDIDATES` (one missing would hide garbage from the reference-count strategy).
     ///
-    /// The converse is not checked: `CANDIDATES` can keep a fallback index that began to wait
-    /// on its subject ([`Writer::waits_on`]) without a recount. Such a row costs the collector
+    /// The converse is not checked: a fallback index whose entry arrived late stays a candidate
+    /// until its next recount, by design ([`Writer::waits_on`]). Such a row costs the collector
     /// one more examination; what it removes is still decided by marking.
     ///
     /// It recomputes in this transaction: the caller must abort it.
