@@ -27,9 +27,9 @@
 //!   holds exactly the present digests that [`Writer::recount`] finds unsupported and not
 //!   waiting on a subject ([`Writer::waits_on`]; see [`crate::gc`]), except a fallback index
 //!   whose entry arrived late, which stays a candidate until its next recount (safe: see
-//!   [`Writer::waits_on`]). Every function that changes
-//!   presence, edges, tags or entries calls `recount` on each digest it touched, and a change of
-//!   presence or of a digest's own links also on that digest's referrers.
+//!   [`Writer::waits_on`]). Every function that changes presence, edges, tags or entries calls
+//!   `recount` on each digest it touched, and a change of presence or of a digest's own links
+//!   also on that digest's referrers.
 //! - `PENDING` lists blob files whose rows were removed and whose unlink may not have happened
 //!   yet (the sweep's intent record): one row per removing transaction, keyed by a number and
 //!   holding its digests and the stale `PARENTS` rows it left ([`PendingBatch`]), so that a chunk
