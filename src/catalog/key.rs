@@ -97,14 +97,17 @@ impl<'a> Dk<'a> {
             Dk::Stored(b) => return Encoded::Borrowed(b),
             Dk::Text(s) => s,
         };
-        if let Some((alg, enc)) = s.split_once(':')
-            && let Some(&(code, _, len)) = ALGORITHMS.iter().find(|(_, name, _)| *name == alg)
-            && enc.len() == 2 * len
-        {
-            let mut out = [0u8; MAX_BINARY];
-            out[0] = code;
-            if decode_lower_hex(enc.as_bytes(), &mut out[1..=len]) {
-                return Encoded::Inline(out, len + 1);
+        let b = s.as_bytes();
+        for &(code, name, len) in &ALGORITHMS {
+            let start = name.len() + 1;
+            if b.len() == start + 2 * len && b[name.len()] == b':' && b.starts_with(name.as_bytes())
+            {
+                let mut out = [0u8; MAX_BINARY];
+                out[0] = code;
+                if decode_lower_hex(&b[start..], &mut out[1..=len]) {
+                    return Encoded::Inline(out, len + 1);
+                }
+                break;
             }
         }
         let mut out = Vec::with_capacity(s.len() + 1);
@@ -145,19 +148,23 @@ impl<'a> Dk<'a> {
     }
 }
 
+/// The value of each lower-case hex digit, and 0xff for every other byte.
+const NIBBLES: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// Decodes lower-case hex (only: upper case would not come back the same) into `out`, which is
 /// half as long. Returns false on any other byte.
 fn decode_lower_hex(hex: &[u8], out: &mut [u8]) -> bool {
-    fn nibble(b: u8) -> u8 {
-        match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => 0xff,
-        }
-    }
     let mut bad = 0u8;
     for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let (hi, lo) = (nibble(pair[0]), nibble(pair[1]));
+        let (hi, lo) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
         bad |= hi | lo;
         *o = (hi << 4) | (lo & 0x0f);
     }

@@ -592,20 +592,22 @@ macro_rules! reads {
     };
 }
 
-/// The link tables a [`LinkHint`] covers, as indexes into its key sets.
+/// The tables a [`RowHint`] covers, as indexes into its key sets: the three link tables and
+/// `CANDIDATES`.
 #[derive(Clone, Copy)]
-enum Link {
+enum Hinted {
     Subjects = 0,
     Referrers = 1,
     TagCounted = 2,
+    Candidates = 3,
 }
 
-/// The keys within one range of digests that have rows in each link table
-/// ([`Writer::hint_links`]).
-struct LinkHint {
+/// The keys within one range of digests that have rows in each [`Hinted`] table
+/// ([`Writer::hint_rows`]).
+struct RowHint {
     lo: Vec<u8>,
     hi: Vec<u8>,
-    keys: [HashSet<Vec<u8>>; 3],
+    keys: [HashSet<Vec<u8>>; 4],
 }
 
 /// Feeds `add` the key of each row of a multimap range until it returns false; returns whether
@@ -978,8 +980,9 @@ pub(crate) struct Writer<'t> {
     /// `(digest, removed)`: count updates skipped because `digest` is doomed too, when deferred
     /// ([`Writer::take_skipped_recounts`]).
     skipped_recounts: RefCell<Vec<(String, String)>>,
-    /// Which keys of a range have link rows, when hinted ([`Writer::hint_links`]).
-    link_hint: RefCell<Option<LinkHint>>,
+    /// Which keys of a range have rows in the hinted tables, when hinted
+    /// ([`Writer::hint_rows`]).
+    row_hint: RefCell<Option<RowHint>>,
     /// Tables opened once per writer (opening a table costs more than most operations on it).
     blobs: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
     manifests: RefCell<Option<redb::Table<'t, DigestKey, &'static [u8]>>>,
@@ -1162,7 +1165,7 @@ impl<'t> Writer<'t> {
             deferred_totals: std::cell::Cell::new(None),
             deferred_links: RefCell::new(None),
             skipped_recounts: RefCell::new(Vec::new()),
-            link_hint: RefCell::new(None),
+            row_hint: RefCell::new(None),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
             edges: RefCell::new(None),
@@ -1243,44 +1246,62 @@ impl<'t> Writer<'t> {
     }
 
     /// Reads once which keys from `lo` to `hi` (inclusive, in stored order) have rows in the
-    /// link tables, `SUBJECTS`, `REFERRERS` and `TAG_COUNTED`, so that the lookups of a key in
-    /// that range that has none are skipped (`Writer::may_have_links`). A collection removes
-    /// its garbage in key order and looks up each digest's links, and most digests have none:
-    /// one range read per table replaces hundreds of lookups.
+    /// link tables, `SUBJECTS`, `REFERRERS` and `TAG_COUNTED`, and in `CANDIDATES`, so that
+    /// the lookups and removals of a key in that range that has none are skipped
+    /// (`Writer::may_have_rows`). A collection removes its garbage in key order and looks up
+    /// each digest's links, and most digests have none and are no candidate: one range read
+    /// per table replaces hundreds of lookups.
     ///
-    /// Invariant: while a hint is held, no row is added to a link table. Removing rows keeps
-    /// it sound (a key without rows still has none), and the only two writers that add rows,
-    /// [`Writer::add_link`] and [`Writer::count_tag_link`], drop the hint first
-    /// (`Writer::drop_link_hint`). When the range holds more than `limit` keys in a table, no
-    /// hint is kept: reading them would cost more than the lookups it saves.
-    pub(crate) fn hint_links(&self, lo: &str, hi: &str, limit: usize) -> Result<()> {
-        self.drop_link_hint()?;
+    /// Invariant: while a hint is held, a key it shows without rows in a table has none. Removing
+    /// rows keeps that. The only two writers that add link rows, [`Writer::add_link`] and
+    /// [`Writer::count_tag_link`], drop the hint first (`Writer::drop_row_hint`); the only one
+    /// that adds `CANDIDATES` rows, [`Writer::recount`], adds the key to the hint. When the
+    /// range holds more than `limit` keys in a table, no hint is kept: reading them would cost
+    /// more than the lookups it saves.
+    pub(crate) fn hint_rows(&self, lo: &str, hi: &str, limit: usize) -> Result<()> {
+        self.drop_row_hint()?;
         let (lo_key, hi_key) = (key::encode(lo), key::encode(hi));
         if lo_key.as_ref() > hi_key.as_ref() {
             return Ok(());
         }
         let range = dk(lo)..=dk(hi);
-        let mut keys: [HashSet<Vec<u8>>; 3] = Default::default();
-        for (link, set) in [Link::Subjects, Link::Referrers, Link::TagCounted]
-            .into_iter()
-            .zip(keys.iter_mut())
+        let mut keys: [HashSet<Vec<u8>>; 4] = Default::default();
+        for (table, set) in [
+            Hinted::Subjects,
+            Hinted::Referrers,
+            Hinted::TagCounted,
+            Hinted::Candidates,
+        ]
+        .into_iter()
+        .zip(keys.iter_mut())
         {
             let mut add = |k: Dk<'_>| -> bool {
                 set.insert(k.encode().as_ref().to_vec());
                 set.len() <= limit
             };
-            let within = match link {
-                Link::Subjects => all_keys(self.t_subjects()?.range(range.clone())?, &mut add)?,
-                Link::Referrers => all_keys(self.t_referrers()?.range(range.clone())?, &mut add)?,
-                Link::TagCounted => {
+            let within = match table {
+                Hinted::Subjects => all_keys(self.t_subjects()?.range(range.clone())?, &mut add)?,
+                Hinted::Referrers => all_keys(self.t_referrers()?.range(range.clone())?, &mut add)?,
+                Hinted::TagCounted => {
                     all_keys(self.t_tag_counted()?.range(range.clone())?, &mut add)?
+                }
+                Hinted::Candidates => {
+                    let t = self.t_candidates()?;
+                    let mut within = true;
+                    for row in t.range(range.clone())? {
+                        if !add(row?.0.value()) {
+                            within = false;
+                            break;
+                        }
+                    }
+                    within
                 }
             };
             if !within {
                 return Ok(());
             }
         }
-        *self.link_hint.try_borrow_mut()? = Some(LinkHint {
+        *self.row_hint.try_borrow_mut()? = Some(RowHint {
             lo: lo_key.as_ref().to_vec(),
             hi: hi_key.as_ref().to_vec(),
             keys,
@@ -1288,23 +1309,35 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// For each link table, in [`Link`] order, whether `digest` may have rows in it: false only
-    /// where the hint held ([`Writer::hint_links`]) covers `digest` and shows it has none.
-    fn may_have_links(&self, digest: &str) -> Result<[bool; 3]> {
-        let hint = self.link_hint.try_borrow()?;
+    /// For each hinted table, in [`Hinted`] order, whether `digest` may have rows in it: false
+    /// only where the hint held ([`Writer::hint_rows`]) covers `digest` and shows it has none.
+    fn may_have_rows(&self, digest: &str) -> Result<[bool; 4]> {
+        let hint = self.row_hint.try_borrow()?;
         let Some(h) = hint.as_ref() else {
-            return Ok([true; 3]);
+            return Ok([true; 4]);
         };
         let k = key::encode(digest);
         let k = k.as_ref();
         if k < h.lo.as_slice() || k > h.hi.as_slice() {
-            return Ok([true; 3]);
+            return Ok([true; 4]);
         }
         Ok(h.keys.each_ref().map(|set| set.contains(k)))
     }
 
-    fn drop_link_hint(&self) -> Result<()> {
-        *self.link_hint.try_borrow_mut()? = None;
+    /// Records in the hint held, if it covers `digest`, that `digest` now has a `CANDIDATES` row.
+    fn hint_candidate(&self, digest: &str) -> Result<()> {
+        if let Some(h) = self.row_hint.try_borrow_mut()?.as_mut() {
+            let k = key::encode(digest);
+            let k = k.as_ref();
+            if k >= h.lo.as_slice() && k <= h.hi.as_slice() {
+                h.keys[Hinted::Candidates as usize].insert(k.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_row_hint(&self) -> Result<()> {
+        *self.row_hint.try_borrow_mut()? = None;
         Ok(())
     }
 
@@ -1568,7 +1601,7 @@ impl<'t> Writer<'t> {
                 .manifest(referrer)?
                 .is_some_and(|m| m.lists_no_manifest);
         if linked && subject_ok && referrer_ok {
-            self.drop_link_hint()?;
+            self.drop_row_hint()?;
             self.t_tag_counted()?.insert(dk(subject), dk(referrer))?;
             self.bump(referrer, count::SUBJECT_LINKS, 1)?;
         }
@@ -1587,7 +1620,7 @@ impl<'t> Writer<'t> {
     /// Adds a referrer edge, in both directions.
     pub(crate) fn add_link(&self, subject: &str, referrer: &str, src: Source) -> Result<()> {
         self.dirty()?;
-        self.drop_link_hint()?;
+        self.drop_row_hint()?;
         self.touch(referrer)?;
         self.t_referrers()?
             .insert(dk(subject), (dk(referrer), src.code()))?;
@@ -1724,11 +1757,11 @@ impl<'t> Writer<'t> {
             (row[count::TAG_ROOTS] == 0 || !subjects.is_empty())
                 && !self.waits_on(digest, &subjects)?
         };
-        let mut t = self.t_candidates()?;
         if candidate {
-            t.insert(dk(digest), ())?;
-        } else {
-            t.remove(dk(digest))?;
+            self.t_candidates()?.insert(dk(digest), ())?;
+            self.hint_candidate(digest)?;
+        } else if self.may_have_rows(digest)?[Hinted::Candidates as usize] {
+            self.t_candidates()?.remove(dk(digest))?;
         }
         Ok(())
     }
@@ -1839,22 +1872,39 @@ impl<'t> Writer<'t> {
         keep_names: bool,
     ) -> Result<Option<BlobRecord>> {
         self.dirty()?;
-        let Some(rec) = self.blob(digest)? else {
+        // Its row goes first: what the steps below recount sees it gone, as after the removal.
+        let Some(rec) = self
+            .t_blobs()?
+            .remove(dk(digest))?
+            .map(|v| BlobRecord::decode(v.value()))
+            .transpose()?
+        else {
             return Ok(None);
         };
         let doomed = |d: &str| doomed.is_some_and(|f| f(d));
+        let gone = doomed(digest);
         // Read once: a removal only removes link rows, so a table without rows for `digest` now
         // has none below either.
-        let linked = self.may_have_links(digest)?;
-        let mut subjects = if linked[Link::Subjects as usize] {
+        let linked = self.may_have_rows(digest)?;
+        let mut subjects = if linked[Hinted::Subjects as usize] {
             self.subjects(digest)?
         } else {
             Vec::new()
         };
+        // A doomed digest's counts go with it, now: the steps below only lower them, which
+        // leaves no row.
+        let counts = if gone {
+            self.t_counts()?
+                .remove(dk(digest))?
+                .map_or([0; 4], |v| v.value())
+        } else if keep_names {
+            [0; 4]
+        } else {
+            self.counts(digest)?
+        };
         if !keep_names {
             // Only a digest with a plain tag (counted) or a link tag (which stands for a subject
             // link of a tag's kind) has tags: the lookup is skipped for the rest.
-            let counts = self.counts(digest)?;
             let mut renamed = false;
             if counts[count::TAG_ROOTS] > 0
                 || subjects.iter().any(|(_, src)| *src != Source::Subject)
@@ -1898,7 +1948,6 @@ impl<'t> Writer<'t> {
             }
             self.t_manifests()?.remove(dk(digest))?;
         }
-        self.t_blobs()?.remove(dk(digest))?;
         self.add_totals(-1, -(rec.size as i64), -i64::from(rec.manifest))?;
         if rec.manifest {
             // A fallback index listing it no longer waits on its subject (`waits_on`).
@@ -1916,7 +1965,7 @@ impl<'t> Writer<'t> {
                 pins.remove(dk(digest))?;
             }
         }
-        let referrers = if linked[Link::Referrers as usize] {
+        let referrers = if linked[Hinted::Referrers as usize] {
             self.referrers(digest)?
         } else {
             Vec::new()
@@ -1939,7 +1988,7 @@ impl<'t> Writer<'t> {
             }
         }
         // Counted tag links end with either end's presence.
-        let counted = if linked[Link::TagCounted as usize] {
+        let counted = if linked[Hinted::TagCounted as usize] {
             self.counted_tag_referrers(digest)?
         } else {
             Vec::new()
@@ -1958,10 +2007,12 @@ impl<'t> Writer<'t> {
         {
             self.uncount_tag_link(s, digest, false)?;
         }
-        if doomed(digest) {
-            // Every parent is gone: the inverse rows and the counts go with the digest.
-            self.t_parents()?.remove_all(dk(digest))?;
-            self.t_counts()?.remove(dk(digest))?;
+        if gone {
+            // Every parent is gone: the inverse rows go with the digest, as its counts did (which
+            // count them: none when the count is zero).
+            if counts[count::PARENTS] > 0 {
+                self.t_parents()?.remove_all(dk(digest))?;
+            }
         } else {
             // Its subjects no longer support it; pushed again, it counts them afresh.
             let mut t = self.t_counts()?;
@@ -1975,7 +2026,9 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        self.t_candidates()?.remove(dk(digest))?;
+        if self.may_have_rows(digest)?[Hinted::Candidates as usize] {
+            self.t_candidates()?.remove(dk(digest))?;
+        }
         Ok(Some(rec))
     }
 
@@ -2333,22 +2386,32 @@ mod tests {
     }
 
     #[test]
-    fn a_link_hint_skips_only_digests_without_rows_and_ends_with_a_new_link() {
+    fn a_row_hint_skips_only_digests_without_rows_and_follows_the_writes_held_under_it() {
         with_writer(|w| {
             let (a, b, c, z) = (digest('a'), digest('b'), digest('c'), digest('f'));
             w.add_link(&b, &c, Source::Subject).unwrap();
-            w.hint_links(&a, &c, 16).unwrap();
-            // b has a referrer, c a subject, a neither; z lies outside the range.
-            assert_eq!(w.may_have_links(&a).unwrap(), [false, false, false]);
-            assert_eq!(w.may_have_links(&b).unwrap(), [false, true, false]);
-            assert_eq!(w.may_have_links(&c).unwrap(), [true, false, false]);
-            assert_eq!(w.may_have_links(&z).unwrap(), [true; 3]);
+            // A present blob nothing lists is a candidate.
+            w.insert_blob(&b, BlobRecord::new(3, false, true)).unwrap();
+            w.hint_rows(&a, &c, 16).unwrap();
+            // b has a referrer and is a candidate, c has a subject, a has neither; z lies
+            // outside the range.
+            assert_eq!(w.may_have_rows(&a).unwrap(), [false, false, false, false]);
+            assert_eq!(w.may_have_rows(&b).unwrap(), [false, true, false, true]);
+            assert_eq!(w.may_have_rows(&c).unwrap(), [true, false, false, false]);
+            assert_eq!(w.may_have_rows(&z).unwrap(), [true; 4]);
+            // A candidate added while the hint is held joins it, and its row is there.
+            w.insert_blob(&a, BlobRecord::new(3, false, true)).unwrap();
+            assert_eq!(w.may_have_rows(&a).unwrap(), [false, false, false, true]);
+            assert!(w.candidates().unwrap().contains(&a));
+            // Removed under the hint, its candidate row goes with it.
+            w.remove_blob(&a, None).unwrap();
+            assert!(!w.candidates().unwrap().contains(&a));
             // A link added while the hint is held drops it.
             w.add_link(&a, &c, Source::Subject).unwrap();
-            assert_eq!(w.may_have_links(&a).unwrap(), [true; 3]);
+            assert_eq!(w.may_have_rows(&a).unwrap(), [true; 4]);
             // Over the limit, no hint is kept.
-            w.hint_links(&a, &c, 1).unwrap();
-            assert_eq!(w.may_have_links(&a).unwrap(), [true; 3]);
+            w.hint_rows(&a, &c, 1).unwrap();
+            assert_eq!(w.may_have_rows(&a).unwrap(), [true; 4]);
         });
     }
 

@@ -596,11 +596,11 @@ impl Store {
             if taken % 8 == 7 && !budget.allows(t0.elapsed(), 0, REMOVALS_SHARE) {
                 break;
             }
-            // The garbage is in key order: one read of the link tables over the keys of the
-            // next few hundred spares most of them their link lookups.
+            // The garbage is in key order: one read of the link tables and `CANDIDATES` over
+            // the keys of the next few hundred spares most of them their lookups there.
             if i % HINT_WINDOW == 0 {
                 let last = &chunk[(i + HINT_WINDOW).min(chunk.len()) - 1].digest;
-                w.hint_links(&g.digest, last, HINT_WINDOW)?;
+                w.hint_rows(&g.digest, last, HINT_WINDOW)?;
             }
             taken += 1;
             if kept.contains(&g.digest) {
@@ -1335,10 +1335,10 @@ fn sweep_order(mut garbage: Vec<Removal>) -> Vec<Removal> {
     garbage
 }
 
-/// Removals per read of the link tables in a sweep transaction (`Writer::hint_links`). The
-/// window spans a small slice of the key space, where few digests have links: its reads cover
-/// fewer rows than the three lookups per removal they spare, and a window with more linked
-/// keys in a table than removals gets no hint.
+/// Removals per read of the link tables and `CANDIDATES` in a sweep transaction
+/// (`Writer::hint_rows`). The window spans a small slice of the key space, where few digests
+/// have links or are candidates: its reads cover fewer rows than the four lookups per removal
+/// they spare, and a window with more keys in a table than removals gets no hint.
 const HINT_WINDOW: usize = 256;
 
 /// The share of a sweep transaction's time its removals may fill: the rest is for the stale
