@@ -1872,7 +1872,8 @@ impl<'t> Writer<'t> {
         keep_names: bool,
     ) -> Result<Option<BlobRecord>> {
         self.dirty()?;
-        // Its row goes first: what the steps below recount sees it gone, as after the removal.
+        // Its row goes first, read as it goes: the recounts below see it gone, as they would
+        // after the removal.
         let Some(rec) = self
             .t_blobs()?
             .remove(dk(digest))?
@@ -2082,9 +2083,10 @@ impl<'t> Writer<'t> {
     ///   before the garbage manifest listing them, [`Writer::add_collected`]), and no other row
     ///   with a present parent;
     /// - when no `PENDING` batch is left (none can leave stale rows or skipped recounts then),
-    ///   no `PARENTS` row names an absent parent, every digest's `COUNTS` row is what [`Writer::recount_from_scratch`] and the `TAGS` and
-    ///   `UNTAGGED` rows give, and every digest that recount finds a candidate is in
-    ///   `CANDIDATES` (one missing would hide garbage from the reference-count strategy).
+    ///   no `PARENTS` row names an absent parent, every digest's `COUNTS` row is what
+    ///   [`Writer::recount_from_scratch`] and the `TAGS` and `UNTAGGED` rows give, and every
+    ///   digest that recount finds a candidate is in `CANDIDATES` (one missing would hide
+    ///   garbage from the reference-count strategy).
     ///
     /// The converse is not checked: a fallback index whose entry arrived late stays a candidate
     /// until its next recount, by design ([`Writer::waits_on`]). Such a row costs the collector
