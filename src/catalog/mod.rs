@@ -1312,12 +1312,15 @@ impl<'t> Writer<'t> {
     /// For each hinted table, in [`Hinted`] order, whether `digest` may have rows in it: false
     /// only where the hint held ([`Writer::hint_rows`]) covers `digest` and shows it has none.
     fn may_have_rows(&self, digest: &str) -> Result<[bool; 4]> {
+        self.may_have_key(key::encode(digest).as_ref())
+    }
+
+    /// [`Writer::may_have_rows`] of a digest's stored encoding.
+    fn may_have_key(&self, k: &[u8]) -> Result<[bool; 4]> {
         let hint = self.row_hint.try_borrow()?;
         let Some(h) = hint.as_ref() else {
             return Ok([true; 4]);
         };
-        let k = key::encode(digest);
-        let k = k.as_ref();
         if k < h.lo.as_slice() || k > h.hi.as_slice() {
             return Ok([true; 4]);
         }
@@ -1872,11 +1875,14 @@ impl<'t> Writer<'t> {
         keep_names: bool,
     ) -> Result<Option<BlobRecord>> {
         self.dirty()?;
+        // Encoded once for the lookups below.
+        let stored = key::encode(digest);
+        let me = Dk::Stored(stored.as_ref());
         // Its row goes first, read as it goes: the recounts below see it gone, as they would
         // after the removal.
         let Some(rec) = self
             .t_blobs()?
-            .remove(dk(digest))?
+            .remove(me)?
             .map(|v| BlobRecord::decode(v.value()))
             .transpose()?
         else {
@@ -1886,7 +1892,7 @@ impl<'t> Writer<'t> {
         let gone = doomed(digest);
         // Read once: a removal only removes link rows, so a table without rows for `digest` now
         // has none below either.
-        let linked = self.may_have_rows(digest)?;
+        let linked = self.may_have_key(stored.as_ref())?;
         let mut subjects = if linked[Hinted::Subjects as usize] {
             self.subjects(digest)?
         } else {
@@ -1895,9 +1901,7 @@ impl<'t> Writer<'t> {
         // A doomed digest's counts go with it, now: the steps below only lower them, which
         // leaves no row.
         let counts = if gone {
-            self.t_counts()?
-                .remove(dk(digest))?
-                .map_or([0; 4], |v| v.value())
+            self.t_counts()?.remove(me)?.map_or([0; 4], |v| v.value())
         } else if keep_names {
             [0; 4]
         } else {
@@ -1933,7 +1937,7 @@ impl<'t> Writer<'t> {
         if rec.manifest {
             // Its edges go first, read as they go (nothing below reads them).
             let mut children = Vec::new();
-            for v in self.t_edges()?.remove_all(dk(digest))? {
+            for v in self.t_edges()?.remove_all(me)? {
                 children.push(v?.value().to_string());
             }
             for c in children {
@@ -1943,11 +1947,11 @@ impl<'t> Writer<'t> {
                 }
                 if let Some(links) = self.deferred_links.try_borrow_mut()?.as_mut() {
                     links.push((c, digest.to_owned()));
-                } else if self.t_parents()?.remove(dk(c.as_str()), dk(digest))? {
+                } else if self.t_parents()?.remove(dk(c.as_str()), me)? {
                     self.bump(&c, count::PARENTS, -1)?;
                 }
             }
-            self.t_manifests()?.remove(dk(digest))?;
+            self.t_manifests()?.remove(me)?;
         }
         self.add_totals(-1, -(rec.size as i64), -i64::from(rec.manifest))?;
         if rec.manifest {
@@ -1963,7 +1967,7 @@ impl<'t> Writer<'t> {
         {
             let mut pins = self.t_pins()?;
             if pins.len()? > 0 {
-                pins.remove(dk(digest))?;
+                pins.remove(me)?;
             }
         }
         let referrers = if linked[Hinted::Referrers as usize] {
@@ -2012,23 +2016,23 @@ impl<'t> Writer<'t> {
             // Every parent is gone: the inverse rows go with the digest, as its counts did (which
             // count them: none when the count is zero).
             if counts[count::PARENTS] > 0 {
-                self.t_parents()?.remove_all(dk(digest))?;
+                self.t_parents()?.remove_all(me)?;
             }
         } else {
             // Its subjects no longer support it; pushed again, it counts them afresh.
             let mut t = self.t_counts()?;
-            let row = t.get(dk(digest))?.map(|v| v.value());
+            let row = t.get(me)?.map(|v| v.value());
             if let Some(mut row) = row {
                 row[count::SUBJECT_LINKS] = 0;
                 if row == [0; 4] {
-                    t.remove(dk(digest))?;
+                    t.remove(me)?;
                 } else {
-                    t.insert(dk(digest), row)?;
+                    t.insert(me, row)?;
                 }
             }
         }
-        if self.may_have_rows(digest)?[Hinted::Candidates as usize] {
-            self.t_candidates()?.remove(dk(digest))?;
+        if self.may_have_key(stored.as_ref())?[Hinted::Candidates as usize] {
+            self.t_candidates()?.remove(me)?;
         }
         Ok(Some(rec))
     }
