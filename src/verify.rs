@@ -14,7 +14,7 @@
 //! | `missing-child` | a manifest's child is absent, and the layout is not sparse there by design (foreign layers with `urls`, inline `data`); a manifest the next collection removes is not checked | cannot be repaired: push or import the content |
 //! | `child-size` | a child's declared size differs from its file's | cannot be repaired: the manifest or the child is wrong |
 //! | `index-json` | index.json lists other tags or entries than the index | index.json is written again, taking in any change another tool made |
-//! | `index-inconsistent` | the index's tables disagree with each other: a link row without its inverse or its source (a `subject` field, a cosign or fallback tag), an edge without its `parents` row, a `parents` row naming an absent parent once no sweep is pending, or counts that a recount from the edges, tags and entries does not give (checked on a writable store) | cannot be repaired in place: `ocistore rebuild` recreates the index from the layout |
+//! | `index-inconsistent` | the index's tables disagree with each other: a link row without its inverse or its source (a `subject` field, a cosign or fallback tag), an edge without its `parents` row, a `parents` row naming an absent parent or a `subject` link row naming an absent referrer once no sweep is pending, or counts that a recount from the edges, tags and entries does not give (checked on a writable store) | cannot be repaired in place: `ocistore rebuild` recreates the index from the layout |
 //!
 //! Nothing is ever deleted: a repair moves bad content aside or changes only the index and
 //! index.json. The order is the store's usual one for content leaving `blobs/`: the file is moved

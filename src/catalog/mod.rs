@@ -17,11 +17,17 @@
 //! - `REFERRERS` holds `subject -> (referrer, source)`. `Subject` edges come from manifests and are
 //!   written with them; cosign and fallback edges come from tags and are written and removed with
 //!   the tag ([`Writer::set_tag`], [`Writer::remove_tag`]), so an edge exists exactly while its
-//!   source does. Edges may name a subject that is absent: referrers may arrive first.
+//!   source does. Edges may name a subject that is absent: referrers may arrive first. The one
+//!   exception is a stale `Subject` row: a collection that removes a referrer may leave its row
+//!   under the subject for a later transaction of the same collection to drop in key order, like
+//!   a stale `PARENTS` row ([`Writer::defer_parent_links`]); its `SUBJECTS` inverse goes at once.
+//!   Such a row names an absent referrer and is listed in the `PENDING` batch of the transaction
+//!   that left it, until it goes ([`Writer::drop_stale_referrer_links`]). A `Subject` row whose
+//!   referrer is absent is therefore always stale, and [`Writer::referrers`] skips it.
 //! - `TAGS` and `TAGS_BY_DIGEST` are inverse maps ([`Writer::set_tag`], [`Writer::remove_tag`]).
 //! - `UNTAGGED` keeps the index.json entries without a tag, as their JSON.
 //! - `SUBJECTS` is the inverse of `REFERRERS` (`referrer -> (subject, source)`), written and
-//!   removed with it ([`Writer::add_link`], [`Writer::remove_link`]).
+//!   removed with it ([`Writer::add_link`], [`Writer::remove_link`]), but for stale rows.
 //! - `COUNTS` holds, for every digest something points at, the number of `PARENTS` rows,
 //!   present `subject`-field subjects, tags that are roots, and untagged entries; `CANDIDATES`
 //!   holds exactly the present digests that [`Writer::recount`] finds unsupported and not
@@ -234,10 +240,12 @@ pub(crate) struct PendingBatch {
     pub key: u64,
     /// Digests whose rows the transaction removed and whose files may still be there.
     pub digests: Vec<String>,
-    /// `(child, parent)`: `PARENTS` rows of removed parents, left for a later transaction; and
+    /// `(child, parent)`: `PARENTS` rows of removed parents, left for a later transaction;
+    /// `(subject, referrer)`: `REFERRERS` rows of removed referrers, left likewise; and
     /// `(digest, removed)` for garbage whose count updates the removal of `removed` skipped
-    /// ([`Writer::take_skipped_recounts`]). After a crash, the rows go and the first digests
-    /// are counted afresh.
+    /// ([`Writer::take_skipped_recounts`]). After a crash, the rows of both tables that a pair
+    /// names go if its second digest is absent (they are stale then, whichever kind the pair
+    /// is), and the first digests are counted afresh.
     pub links: Vec<(String, String)>,
 }
 
@@ -489,15 +497,25 @@ macro_rules! reads {
             Ok(out)
         }
 
+        /// The referrers linked to `subject`, with the source of each link; stale rows (a
+        /// `Subject` row naming an absent referrer) are skipped.
         #[allow(dead_code)] // each of the two users needs only some
         pub(crate) fn referrers(&self, subject: &str) -> Result<Vec<(String, Source)>> {
-            let t = self.t_referrers()?;
             let mut out = Vec::new();
-            for v in t.get(dk(subject))? {
-                let v = v?;
-                let (r, code) = v.value();
-                if let Some(src) = Source::from_code(code) {
-                    out.push((r.to_string(), src));
+            let mut named = Vec::new();
+            {
+                let t = self.t_referrers()?;
+                for v in t.get(dk(subject))? {
+                    let v = v?;
+                    let (r, code) = v.value();
+                    if let Some(src) = Source::from_code(code) {
+                        named.push((r.to_string(), src));
+                    }
+                }
+            }
+            for (r, src) in named {
+                if src != Source::Subject || self.blob(&r)?.is_some() {
+                    out.push((r, src));
                 }
             }
             Ok(out)
@@ -675,6 +693,25 @@ fn digests(t: &impl ReadableMultimapTable<DigestKey, DigestKey>, key: &str) -> R
 
 #[allow(dead_code)] // not every table is read through a Reader
 impl Reader {
+    /// Reads every page of the tables a collection's sweep writes and its mark does not read,
+    /// in the order the sweep first needs them. redb caches pages per database, not per
+    /// transaction: read here, on a thread that would otherwise idle, they are in memory when
+    /// the sweep needs them, instead of being read one page and one system call at a time by
+    /// the thread that holds the write lock. Walking a table's pages for its statistics reads
+    /// each page once and decodes no row.
+    pub(crate) fn warm_sweep_tables(&self) -> Result<()> {
+        let txn = &self.txn;
+        txn.open_untyped_multimap_table(TAGS_BY_DIGEST)?.stats()?;
+        txn.open_untyped_table(TAGS)?.stats()?;
+        txn.open_untyped_multimap_table(SUBJECTS)?.stats()?;
+        txn.open_untyped_table(COUNTS)?.stats()?;
+        txn.open_untyped_multimap_table(TAG_COUNTED)?.stats()?;
+        txn.open_untyped_table(CANDIDATES)?.stats()?;
+        txn.open_untyped_table(MANIFESTS)?.stats()?;
+        txn.open_untyped_multimap_table(PARENTS)?.stats()?;
+        Ok(())
+    }
+
     /// The digests in `COLLECTED`, with when a collection removed them.
     pub(crate) fn collected(&self) -> Result<std::collections::HashMap<String, u64>> {
         let t = match self.txn.open_table(COLLECTED) {
@@ -977,6 +1014,9 @@ pub(crate) struct Writer<'t> {
     /// `PARENTS` rows of removed manifests left in place, when deferred
     /// ([`Writer::defer_parent_links`]).
     deferred_links: RefCell<Option<Vec<(String, String)>>>,
+    /// `(subject, referrer)`: `REFERRERS` rows of removed referrers left in place while
+    /// `deferred_links` is set ([`Writer::take_deferred_referrer_links`]).
+    deferred_referrer_links: RefCell<Vec<(String, String)>>,
     /// `(digest, removed)`: count updates skipped because `digest` is doomed too, when deferred
     /// ([`Writer::take_skipped_recounts`]).
     skipped_recounts: RefCell<Vec<(String, String)>>,
@@ -1164,6 +1204,7 @@ impl<'t> Writer<'t> {
             names_removed: std::cell::Cell::new(false),
             deferred_totals: std::cell::Cell::new(None),
             deferred_links: RefCell::new(None),
+            deferred_referrer_links: RefCell::new(Vec::new()),
             skipped_recounts: RefCell::new(Vec::new()),
             row_hint: RefCell::new(None),
             blobs: RefCell::new(None),
@@ -1236,7 +1277,9 @@ impl<'t> Writer<'t> {
     /// the key space: dropping their rows at once would rewrite most of the `PARENTS` and
     /// `COUNTS` pages in every transaction. Left for later, they are dropped in key order, by
     /// the transactions that rewrite those pages anyway ([`Writer::drop_stale_parent_links`]).
-    /// The caller must record the rows in the transaction's `PENDING` batch.
+    /// The same holds for the `REFERRERS` rows of removed referrers under their subjects, which
+    /// are left too ([`Writer::take_deferred_referrer_links`]). The caller must record the rows
+    /// of both in the transaction's `PENDING` batch.
     pub(crate) fn defer_parent_links(&self) -> Result<()> {
         let mut links = self.deferred_links.try_borrow_mut()?;
         if links.is_none() {
@@ -1368,7 +1411,30 @@ impl<'t> Writer<'t> {
         Ok(())
     }
 
-    /// The rows left since [`Writer::defer_parent_links`].
+    /// The `REFERRERS` rows left since [`Writer::defer_parent_links`], as `(subject, referrer)`.
+    pub(crate) fn take_deferred_referrer_links(&self) -> Result<Vec<(String, String)>> {
+        Ok(std::mem::take(
+            &mut *self.deferred_referrer_links.try_borrow_mut()?,
+        ))
+    }
+
+    /// Drops the stale `REFERRERS` rows among `links` (`(subject, referrer)`, best sorted by
+    /// subject): a `Subject` row goes only while its referrer is absent, as one pushed again
+    /// since wrote its row afresh ([`Writer::insert_manifest`]). Dropping a row that is already
+    /// gone does nothing, so recovery may apply a batch's rows twice.
+    pub(crate) fn drop_stale_referrer_links(&self, links: &[(String, String)]) -> Result<()> {
+        for (subject, referrer) in links {
+            if self.blob(referrer)?.is_none() {
+                self.t_referrers()?.remove(
+                    dk(subject.as_str()),
+                    (dk(referrer.as_str()), Source::Subject.code()),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `PARENTS` rows left since [`Writer::defer_parent_links`].
     pub(crate) fn take_deferred_links(&self) -> Result<Vec<(String, String)>> {
         Ok(self
             .deferred_links
@@ -1929,9 +1995,20 @@ impl<'t> Writer<'t> {
         }
         // Its own `subject` field goes with it (and comes back with it if it is pushed again);
         // links from a fallback index's tag stay while that tag does, as the tag still lists it.
+        let deferring = self.deferred_links.try_borrow()?.is_some();
         for (s, src) in &subjects {
-            if *src != Source::Tag(LinkKind::Fallback) {
-                self.remove_link_rows(s, digest, *src)?;
+            match src {
+                Source::Tag(LinkKind::Fallback) => {}
+                // The inverse row lies under this digest's key, and goes now; the subject's row
+                // lies anywhere in the key space, and is left stale (`defer_parent_links`).
+                Source::Subject if deferring => {
+                    self.t_subjects()?
+                        .remove(me, (dk(s.as_str()), src.code()))?;
+                    self.deferred_referrer_links
+                        .try_borrow_mut()?
+                        .push((s.clone(), digest.to_owned()));
+                }
+                _ => self.remove_link_rows(s, digest, *src)?,
             }
         }
         if rec.manifest {
@@ -2099,8 +2176,15 @@ impl<'t> Writer<'t> {
     /// It recomputes in this transaction: the caller must abort it.
     pub(crate) fn audit(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        let mut links: HashSet<(String, String, u8)> =
-            link_rows(&*self.t_referrers()?)?.into_iter().collect();
+        let mut links: HashSet<(String, String, u8)> = HashSet::new();
+        let mut stale_referrers = Vec::new();
+        for (s, r, code) in link_rows(&*self.t_referrers()?)? {
+            if code == Source::Subject.code() && self.blob(&r)?.is_none() {
+                stale_referrers.push((s, r));
+            } else {
+                links.insert((s, r, code));
+            }
+        }
         out.extend(self.audit_link_sources(&links)?);
         for (r, s, code) in link_rows(&*self.t_subjects()?)? {
             if !links.remove(&(s.clone(), r.clone(), code)) {
@@ -2140,6 +2224,12 @@ impl<'t> Writer<'t> {
             out.push((
                 c,
                 format!("a stale PARENTS row names {p}, and no batch is pending"),
+            ));
+        }
+        for (s, r) in stale_referrers {
+            out.push((
+                s,
+                format!("a stale REFERRERS row names {r}, and no batch is pending"),
             ));
         }
         let mut digests: std::collections::BTreeSet<String> = Default::default();
@@ -2463,8 +2553,10 @@ mod tests {
         with_writer(|w| {
             let (a, b) = (digest('a'), digest('b'));
             w.insert_blob(&a, BlobRecord::new(3, false, true)).unwrap();
+            w.insert_blob(&b, BlobRecord::new(3, false, true)).unwrap();
             assert_eq!(w.audit().unwrap(), Vec::new());
-            // A `subject` link whose referrer holds no such field, in one direction only.
+            // A `subject` link whose (present) referrer holds no such field, in one direction
+            // only.
             w.t_referrers()
                 .unwrap()
                 .insert(dk(a.as_str()), (dk(b.as_str()), Source::Subject.code()))
@@ -2487,6 +2579,46 @@ mod tests {
             let found = w.audit().unwrap();
             assert_eq!(found.len(), 1, "{found:?}");
             assert!(found[0].1.starts_with("counts [2, 0, 0, 0]"), "{found:?}");
+        });
+    }
+
+    #[test]
+    fn a_stale_referrers_row_is_skipped_by_readers_and_reported_once_no_sweep_is_pending() {
+        with_writer(|w| {
+            let (s, r) = (digest('s'), digest('r'));
+            w.insert_blob(&s, BlobRecord::new(3, false, true)).unwrap();
+            // A `subject` row naming an absent referrer, as a sweep leaves one.
+            w.t_referrers()
+                .unwrap()
+                .insert(dk(s.as_str()), (dk(r.as_str()), Source::Subject.code()))
+                .unwrap();
+            assert_eq!(w.referrers(&s).unwrap(), Vec::new());
+            let stale = |found: &[(String, String)]| {
+                found
+                    .iter()
+                    .any(|(d, what)| *d == s && what.contains("stale REFERRERS row names"))
+            };
+            w.add_pending(&[], &[(s.clone(), r.clone())]).unwrap();
+            assert_eq!(w.audit().unwrap(), Vec::new());
+            w.t_pending().unwrap().retain(|_, _| false).unwrap();
+            let found = w.audit().unwrap();
+            assert!(stale(&found) && found.len() == 1, "{found:?}");
+            // Dropping it keeps it while its referrer is present again, and drops it once absent.
+            w.insert_blob(&r, BlobRecord::new(3, false, true)).unwrap();
+            w.drop_stale_referrer_links(&[(s.clone(), r.clone())])
+                .unwrap();
+            assert_eq!(w.referrers(&s).unwrap(), vec![(r.clone(), Source::Subject)]);
+            w.t_blobs().unwrap().remove(dk(r.as_str())).unwrap();
+            w.drop_stale_referrer_links(&[(s.clone(), r.clone())])
+                .unwrap();
+            assert_eq!(
+                w.t_referrers()
+                    .unwrap()
+                    .get(dk(s.as_str()))
+                    .unwrap()
+                    .count(),
+                0
+            );
         });
     }
 }

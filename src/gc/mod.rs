@@ -14,9 +14,10 @@
 //!    transaction (the only pause writers see): candidates reachable from anything written
 //!    since the start (the `CHANGED` set, leases) are kept; the rest lose their rows, their tags
 //!    and entries, and are listed in `PENDING` and `COLLECTED`; index.json is rewritten if an
-//!    entry went; commit. The `PARENTS` rows of removed manifests under children that stay are
-//!    left stale and dropped in key order, by the chunk whose removals cover their keys or by
-//!    the transactions after the last chunk. A child may go before the garbage manifest that
+//!    entry went; commit. The `PARENTS` rows of removed manifests under children that stay, and
+//!    the `REFERRERS` rows of removed referrers under their subjects, are left stale and dropped
+//!    in key order, by the chunk whose removals cover their keys or by the transactions after
+//!    the last chunk. A child may go before the garbage manifest that
 //!    lists it: a write that would make such a manifest reachable again is refused
 //!    (`Store::refuse_collected` states the invariant). A subject may go before its referrer:
 //!    such a referrer is not dangling (`graph::collected_with`).
@@ -363,7 +364,8 @@ impl Store {
         // Content a lease protected may be garbage once the lease ends, without any write.
         let clean = format!("{key} {next_expiry}");
         let clean = leased.is_empty().then_some(clean.as_str());
-        if !self.sweep(garbage, opts, clean, &mut report)? {
+        let warm = worth_warming(garbage.len(), sizes.blobs);
+        if !self.sweep(garbage, warm, opts, clean, &mut report)? {
             self.sweep_orphans(opts, &mut report)?;
             if let Some(clean) = clean
                 && self.leased().is_empty()
@@ -381,10 +383,13 @@ impl Store {
     /// Removes `garbage` in chunks: recheck, remove rows, commit. The unlinks of each committed
     /// chunk run on the unlink threads while the next chunk is swept. When no orphan walk is due
     /// or asked for and no lease is held, the last transaction also records the collection as
-    /// `clean` (see [`Store::finish_collection`]), and the result is true.
+    /// `clean` (see [`Store::finish_collection`]), and the result is true. With `warm`, a thread
+    /// of its own reads the pages the sweep will write into the index's cache meanwhile
+    /// ([`worth_warming`]).
     fn sweep(
         &self,
         garbage: Vec<Removal>,
+        warm: bool,
         opts: &GcOptions,
         clean: Option<&str>,
         report: &mut GcReport,
@@ -393,7 +398,15 @@ impl Store {
         let mut kept: FastSet<String> = FastSet::default();
         let mut batches = Vec::new();
         let mut stale = Stale::default();
+        let mut stale_referrers = Stale::default();
+        let warmer = if warm { Some(self.reader()?) } else { None };
         std::thread::scope(|scope| -> Result<bool> {
+            let warming = warmer.and_then(|r| {
+                std::thread::Builder::new()
+                    .name("ocistore-warm".into())
+                    .spawn_scoped(scope, move || r.warm_sweep_tables())
+                    .ok()
+            });
             let unlinker = Unlinker::start(scope, self, garbage.len());
             let swept = (|| -> Result<()> {
                 // Tags and index.json entries of the garbage go first, so that the blob chunks
@@ -403,8 +416,14 @@ impl Store {
                 let mut budget = Budget::new(opts.chunk_time);
                 while !rest.is_empty() {
                     let chunk = &rest[..rest.len().min(opts.chunk.max(1))];
-                    let s =
-                        self.sweep_chunk(chunk, &budget, &doomed, &mut kept, &mut stale, report)?;
+                    let s = self.sweep_chunk(
+                        chunk,
+                        &budget,
+                        &doomed,
+                        &mut kept,
+                        [&mut stale, &mut stale_referrers],
+                        report,
+                    )?;
                     budget.learn(&s);
                     rest = &rest[s.taken..];
                     batches.extend(s.batch);
@@ -416,10 +435,15 @@ impl Store {
                 Ok(())
             })();
             // Index work only: done even when an unlink failed (or else on the next open).
-            let dropped = swept.and_then(|()| self.drop_stale(&mut stale, opts, report));
+            let dropped = swept
+                .and_then(|()| self.drop_stale([&mut stale, &mut stale_referrers], opts, report));
             let unlinked = unlinker.finish();
             dropped?;
             report.unlink_ms = ms(unlinked?);
+            if let Some(Ok(Err(e))) = warming.map(|h| h.join()) {
+                // Only a cache was to be filled: the sweep read what it needed itself.
+                tracing::debug!("reading the index ahead of the sweep failed: {e}");
+            }
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
             self.unlinks_done(&w, &batches)?;
@@ -542,37 +566,50 @@ impl Store {
     }
 
     /// Drops, in key order and in transactions of about `opts.chunk_time`, the stale rows no
-    /// chunk dropped.
-    fn drop_stale(&self, stale: &mut Stale, opts: &GcOptions, report: &mut GcReport) -> Result<()> {
-        let mut rest: Vec<(String, String)> = std::mem::take(&mut stale.rows)
-            .into_iter()
-            .flat_map(|(c, ps)| ps.into_iter().map(move |p| (c.clone(), p)))
-            .collect();
-        while !rest.is_empty() {
+    /// chunk dropped: the `PARENTS` rows of `parents`, then the `REFERRERS` rows of `referrers`.
+    fn drop_stale(
+        &self,
+        [parents, referrers]: [&mut Stale; 2],
+        opts: &GcOptions,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let mut rest = [parents.take_rows(), referrers.take_rows()];
+        while rest.iter().any(|rows| !rows.is_empty()) {
             let t0 = Instant::now();
             let txn = self.write_txn()?;
             let w = Writer::collector(&txn);
-            let mut done = 0;
-            // At least one child's rows per transaction, however short the time.
-            while done < rest.len() && (done == 0 || t0.elapsed() < opts.chunk_time / 2) {
-                let mut end = (done + 256).min(rest.len());
-                // A child's rows go in one transaction, with one recount.
-                while end < rest.len() && rest[end].0 == rest[end - 1].0 {
-                    end += 1;
+            let mut done = [0, 0];
+            for (table, rows) in rest.iter().enumerate() {
+                // At least one key's rows per transaction, however short the time.
+                while done[table] < rows.len()
+                    && (done == [0, 0] || t0.elapsed() < opts.chunk_time / 2)
+                {
+                    let mut end = (done[table] + 256).min(rows.len());
+                    // A key's rows go in one transaction (a child's, with one recount).
+                    while end < rows.len() && rows[end].0 == rows[end - 1].0 {
+                        end += 1;
+                    }
+                    let slice = &rows[done[table]..end];
+                    if table == 0 {
+                        w.drop_stale_parent_links(slice)?;
+                    } else {
+                        w.drop_stale_referrer_links(slice)?;
+                    }
+                    done[table] = end;
                 }
-                w.drop_stale_parent_links(&rest[done..end])?;
-                done = end;
             }
             drop(w);
             txn.commit()?;
-            rest.drain(..done);
+            for (rows, done) in rest.iter_mut().zip(done) {
+                rows.drain(..done);
+            }
             report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
         }
         Ok(())
     }
 
     /// One sweep transaction: keeps what writes since the start reach, removes the rest of
-    /// `chunk` (or the part of it that `budget` allows), drops the stale rows whose children lie
+    /// `chunk` (or the part of it that `budget` allows), drops the stale rows whose keys lie
     /// within the keys it removed (when the budget allows), marks the unlinks pending, commits.
     fn sweep_chunk(
         &self,
@@ -580,7 +617,7 @@ impl Store {
         budget: &Budget,
         doomed: &FastSet<String>,
         kept: &mut FastSet<String>,
-        stale: &mut Stale,
+        [stale, stale_referrers]: [&mut Stale; 2],
         report: &mut GcReport,
     ) -> Result<Swept> {
         let t0 = Instant::now();
@@ -622,17 +659,25 @@ impl Store {
         }
         // The stale rows under the keys this chunk removed lie on pages it rewrites anyway.
         let (mut due, own, mut left) = stale.due(&removed, w.take_deferred_links()?);
-        if budget.allows(t0.elapsed(), due.len() + own.len(), 1.0) {
+        let (mut rdue, rown, mut rleft) =
+            stale_referrers.due(&removed, w.take_deferred_referrer_links()?);
+        let rows = due.len() + own.len() + rdue.len() + rown.len();
+        if budget.allows(t0.elapsed(), rows, 1.0) {
             due.extend(own);
             due.sort_unstable();
+            rdue.extend(rown);
+            rdue.sort_unstable();
             let t = Instant::now();
             w.drop_stale_parent_links(&due)?;
-            let rows = u32::try_from(due.len().max(1)).unwrap_or(u32::MAX);
+            w.drop_stale_referrer_links(&rdue)?;
+            let rows = u32::try_from(rows.max(1)).unwrap_or(u32::MAX);
             budget.per_stale_row.set(t.elapsed() / rows);
         } else {
             // Left for a later transaction, the chunk's own ones with the rest.
             due.clear();
             left.extend(own);
+            rdue.clear();
+            rleft.extend(rown);
         }
         w.flush_counts()?;
         w.add_collected(&removed)?;
@@ -644,10 +689,11 @@ impl Store {
             .into_iter()
             .filter(|(d, _)| d.as_str() > last)
             .collect();
-        let batch = if recounts.is_empty() {
+        let batch = if recounts.is_empty() && rleft.is_empty() {
             w.add_pending(&removed, &left)?
         } else {
             recounts.extend(left.iter().cloned());
+            recounts.extend(rleft.iter().cloned());
             recounts.sort_unstable();
             recounts.dedup();
             w.add_pending(&removed, &recounts)?
@@ -660,6 +706,7 @@ impl Store {
             return Err(e.into());
         }
         stale.settle(&due, left);
+        stale_referrers.settle(&rdue, rleft);
         report.removed_blobs += removed.len() as u64;
         report.removed.extend(removals);
         let pause = t0.elapsed();
@@ -1177,9 +1224,11 @@ impl Store {
     }
 }
 
-/// Drops the stale `PARENTS` rows the `batches` list and counts their first digests afresh:
-/// the children of those rows, and the garbage whose count updates a sweep skipped
-/// (`Writer::take_skipped_recounts`). Doing it twice changes nothing.
+/// Drops the stale `PARENTS` and `REFERRERS` rows the `batches` list and counts their first
+/// digests afresh: the children and subjects of those rows, and the garbage whose count updates
+/// a sweep skipped (`Writer::take_skipped_recounts`). A pair does not say which kind of row it
+/// is: both are tried, and a row of either table whose second digest is absent is stale by the
+/// catalog's invariants. Doing it twice changes nothing.
 fn settle_links(w: &Writer<'_>, batches: &[PendingBatch]) -> Result<()> {
     let mut links: Vec<(String, String)> = batches
         .iter()
@@ -1187,6 +1236,7 @@ fn settle_links(w: &Writer<'_>, batches: &[PendingBatch]) -> Result<()> {
         .collect();
     links.sort_unstable();
     w.drop_stale_parent_links(&links)?;
+    w.drop_stale_referrer_links(&links)?;
     let mut last = None;
     for (d, _) in &links {
         if last != Some(d) && w.blob(d)?.is_some() {
@@ -1380,10 +1430,11 @@ impl Budget {
     }
 }
 
-/// The stale `PARENTS` rows a collection has committed and not yet dropped.
+/// The stale rows of one table (`PARENTS` or `REFERRERS`) a collection has committed and not yet
+/// dropped.
 #[derive(Default)]
 struct Stale {
-    /// Child -> parents.
+    /// Key -> values: child -> parents (`PARENTS`), or subject -> referrers (`REFERRERS`).
     rows: BTreeMap<String, Vec<String>>,
     /// The last key the chunks so far have covered.
     covered: String,
@@ -1424,6 +1475,14 @@ impl Stale {
         (due, own, left)
     }
 
+    /// Every row left, in key order, as `(key, value)`.
+    fn take_rows(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.rows)
+            .into_iter()
+            .flat_map(|(c, ps)| ps.into_iter().map(move |p| (c.clone(), p)))
+            .collect()
+    }
+
     /// After the chunk committed: `due` went, `left` stays for later.
     fn settle(&mut self, due: &[(String, String)], left: Vec<(String, String)>) {
         for (c, _) in due {
@@ -1433,6 +1492,16 @@ impl Stale {
             self.rows.entry(c).or_default().push(p);
         }
     }
+}
+
+/// Whether a sweep of `garbage` removals from a store of `blobs` blobs should have the pages it
+/// writes read ahead ([`crate::catalog::Reader::warm_sweep_tables`]). Garbage spread over the
+/// key space touches most leaf pages of the tables it writes once it is more than a sixteenth of
+/// the blobs (a leaf holds some sixty rows): reading them all ahead then costs a thread that
+/// would otherwise idle, and saves the sweep reading them one at a time under the write lock.
+/// Less garbage touches fewer pages than reading them all would read.
+fn worth_warming(garbage: usize, blobs: u64) -> bool {
+    garbage >= 4096 && (garbage as u64).saturating_mul(16) >= blobs
 }
 
 fn has_entries(w: &Writer<'_>, d: &str) -> Result<bool> {
