@@ -31,6 +31,7 @@ mod catalog;
 pub mod demo;
 pub mod digest;
 mod error;
+mod fasthash;
 pub mod fault;
 pub mod gc;
 pub mod import;

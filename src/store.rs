@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::hash::{Hash, Hasher as _};
+use std::hash::Hasher as _;
 use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::catalog::{self, BlobRecord, Counts, ManifestRecord, Reader, Writer, meta};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
+use crate::fasthash::{FastHasher, FastSet};
 use crate::layout::index_json::{Entry, Fingerprint, IndexJson};
 use crate::layout::ingest::{self, Expected, Staged};
 use crate::layout::{Layout, sync_dir};
@@ -199,7 +200,7 @@ pub struct Store {
     /// around each unlink. Each guards the set of its digests whose unlink is pending: the
     /// sweeper adds a digest before committing its removal and unlinks the file only if it is
     /// still there; an ingest that publishes the digest again takes it out.
-    stripes: Vec<Mutex<HashSet<String>>>,
+    stripes: Vec<Mutex<FastSet<String>>>,
     /// Prefix of this session's temporary files in `.ocistore/ingest/`.
     session: String,
     io_pool: OnceLock<rayon::ThreadPool>,
@@ -359,7 +360,9 @@ impl Store {
             collection: Mutex::new(()),
             leases: Mutex::new(HashMap::new()),
             next_lease: AtomicU64::new(1),
-            stripes: (0..STRIPES).map(|_| Mutex::new(HashSet::new())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| Mutex::new(FastSet::default()))
+                .collect(),
             session: format!("ingest-{}-{nanos}-", std::process::id()),
             io_pool: OnceLock::new(),
             sweep_hook: Mutex::new(None),
@@ -444,14 +447,17 @@ impl Store {
             .ok_or_else(|| Error::Index("the I/O thread pool was not kept".into()))
     }
 
-    fn stripe_index(digest: &Digest) -> usize {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        digest.as_str().hash(&mut h);
-        (h.finish() as usize) % STRIPES
+    /// The stripe of a digest, from its text (validated where it entered the store), so that the
+    /// sweep, which holds digests as the index's text, need not parse them again.
+    fn stripe_index(digest: &str) -> usize {
+        let mut h = FastHasher::default();
+        h.write(digest.as_bytes());
+        // The high bits: a multiplicative hash mixes those best.
+        (h.finish() >> 32) as usize % STRIPES
     }
 
-    /// The stripe lock of `digest`, with the stripe's pending unlinks.
-    pub(crate) fn stripe(&self, digest: &Digest) -> MutexGuard<'_, HashSet<String>> {
+    /// The stripe lock of the digest `digest` (its text), with the stripe's pending unlinks.
+    pub(crate) fn stripe(&self, digest: &str) -> MutexGuard<'_, FastSet<String>> {
         self.stripes[Store::stripe_index(digest)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1405,11 +1411,11 @@ impl Batch<'_> {
         let mut stripes: Vec<usize> = self
             .staged
             .iter()
-            .map(|s| Store::stripe_index(&s.digest))
+            .map(|s| Store::stripe_index(s.digest.as_str()))
             .collect();
         stripes.sort_unstable();
         stripes.dedup();
-        let mut held: Vec<MutexGuard<'_, HashSet<String>>> = stripes
+        let mut held: Vec<MutexGuard<'_, FastSet<String>>> = stripes
             .iter()
             .map(|&i| store.stripes[i].lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
@@ -1433,7 +1439,7 @@ impl Batch<'_> {
         self.txn.commit()?;
         // Indexed again: an unlink still pending for any of these digests must not happen.
         for d in &published {
-            if let Ok(i) = stripes.binary_search(&Store::stripe_index(d)) {
+            if let Ok(i) = stripes.binary_search(&Store::stripe_index(d.as_str())) {
                 held[i].remove(d.as_str());
             }
         }

@@ -456,7 +456,7 @@ impl Store {
                 Fix::None => {}
                 Fix::Quarantine(path, digest) => {
                     if let Some(d) = digest {
-                        let _stripe = self.stripe(d);
+                        let _stripe = self.stripe(d.as_str());
                         move_aside(&quarantine, path, layout.root())?;
                         forget.insert(d.clone());
                     } else {

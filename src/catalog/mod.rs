@@ -66,6 +66,7 @@ use crate::digest::Digest;
 
 mod key;
 use crate::error::{Error, Result};
+use crate::fasthash::FastSet;
 use crate::manifest::Parsed;
 use crate::refname::{LinkKind, ReferrerTag};
 use key::{DigestKey, Dk, dk};
@@ -625,7 +626,7 @@ enum Hinted {
 struct RowHint {
     lo: Vec<u8>,
     hi: Vec<u8>,
-    keys: [HashSet<Vec<u8>>; 4],
+    keys: [FastSet<Vec<u8>>; 4],
 }
 
 /// Feeds `add` the key of each row of a multimap range until it returns false; returns whether
@@ -1308,7 +1309,7 @@ impl<'t> Writer<'t> {
             return Ok(());
         }
         let range = dk(lo)..=dk(hi);
-        let mut keys: [HashSet<Vec<u8>>; 4] = Default::default();
+        let mut keys: [FastSet<Vec<u8>>; 4] = Default::default();
         for (table, set) in [
             Hinted::Subjects,
             Hinted::Referrers,

@@ -24,9 +24,9 @@
 
 use std::collections::VecDeque;
 
-use super::fasthash::FastMap;
 use super::policy::{Mode, Policy};
 use crate::catalog;
+use crate::fasthash::FastMap;
 
 /// A digest as the view holds it: its stored encoding, inline when it is 33 bytes long.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -30,7 +30,6 @@
 //! walking the directory. The directory walk for orphan files runs only after an unclean
 //! shutdown, after another tool changed the layout, or on request.
 
-mod fasthash;
 mod graph;
 pub mod policy;
 mod refcount;
@@ -52,7 +51,7 @@ use crate::refname::{LinkKind, ReferrerTag};
 use crate::scan;
 use crate::store::Store;
 
-use fasthash::FastSet;
+use crate::fasthash::FastSet;
 use graph::{LinkRows, Node, Params, Via, View};
 pub use policy::{Mode, Policy};
 use unlink::Unlinker;
@@ -700,7 +699,7 @@ impl Store {
         };
         drop(w);
         let work = t0.elapsed();
-        self.mark_pending(&removed)?;
+        self.mark_pending(&removed);
         if let Err(e) = txn.commit() {
             self.unmark_pending(&removed);
             return Err(e.into());
@@ -722,18 +721,15 @@ impl Store {
 
     /// Records, in their stripes, digests whose removal is about to commit. Called while the
     /// removing transaction is open, so no ingest can publish one of them in between.
-    pub(crate) fn mark_pending(&self, digests: &[String]) -> Result<()> {
+    pub(crate) fn mark_pending(&self, digests: &[String]) {
         for d in digests {
-            self.stripe(&catalog::stored_digest(d)?).insert(d.clone());
+            self.stripe(d).insert(d.clone());
         }
-        Ok(())
     }
 
     fn unmark_pending(&self, digests: &[String]) {
         for d in digests {
-            if let Ok(digest) = catalog::stored_digest(d) {
-                self.stripe(&digest).remove(d.as_str());
-            }
+            self.stripe(d).remove(d.as_str());
         }
     }
 
@@ -780,7 +776,7 @@ impl Store {
             }
         }
         drop(reader);
-        self.mark_pending(&todo)?;
+        self.mark_pending(&todo);
         self.unlink_left(batches, &todo, warnings)
     }
 
@@ -815,7 +811,7 @@ impl Store {
 
     /// Whether `d`'s unlink is still pending in this process.
     fn still_marked(&self, d: &str) -> bool {
-        catalog::stored_digest(d).is_ok_and(|digest| self.stripe(&digest).contains(d))
+        self.stripe(d).contains(d)
     }
 
     /// Forgets `batches`, whose unlinks are done, in a transaction of its own.
@@ -842,7 +838,7 @@ impl Store {
         let files = scan::list_blob_files(layout, &mut warnings)?;
         let now = SystemTime::now();
         for (d, _) in files {
-            let _stripe = self.stripe(&d);
+            let _stripe = self.stripe(d.as_str());
             if self.reader()?.blob(d.as_str())?.is_some() {
                 continue;
             }
@@ -1071,7 +1067,7 @@ impl Store {
         }
         let batch = w.add_pending(&removed, &[])?;
         drop(w);
-        self.mark_pending(&removed)?;
+        self.mark_pending(&removed);
         if let Err(e) = txn.commit() {
             self.unmark_pending(&removed);
             return Err(e.into());

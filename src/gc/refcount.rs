@@ -26,11 +26,11 @@
 use std::collections::VecDeque;
 
 use super::Removal;
-use super::fasthash::{FastMap, FastSet};
 use super::graph::Params;
 use super::policy::Mode;
 use crate::catalog::{Reader, Source, count, subject_link_counts};
 use crate::error::Result;
+use crate::fasthash::{FastMap, FastSet};
 
 /// The garbage, as the reference counts find it, each digest with its size and why it goes.
 /// Also returns when the first grace period of a protected dangling referrer ends.

@@ -140,12 +140,11 @@ fn work(store: &Store, rx: &Mutex<Receiver<Vec<String>>>, failed: &AtomicBool) -
 }
 
 fn unlink_one(store: &Store, d: &str) -> Result<()> {
-    let digest = catalog::stored_digest(d)?;
-    let mut stripe = store.stripe(&digest);
+    let mut stripe = store.stripe(d);
     if !stripe.remove(d) {
         return Ok(()); // pushed again since it was removed: it wins
     }
-    let path = store.layout_ref().blob_path(&digest);
+    let path = store.layout_ref().blob_path(&catalog::stored_digest(d)?);
     let held = match crate::layout::unlink_deferred(&path) {
         Ok(held) => held,
         Err(e) => {

@@ -1,7 +1,9 @@
-//! A fast, non-cryptographic hasher for the collector's in-memory maps.
+//! A fast, non-cryptographic hasher for in-memory maps and sets keyed by digests: the
+//! collector's, the sweep's row hints and the unlink stripes.
 //!
-//! Their keys are digests: fixed-alphabet strings whose bits are already uniformly random, so
-//! the DoS resistance of std's SipHash buys nothing here while costing a sixth of a mark.
+//! Their keys are digests (as text or in the index's encoding), whose bits are already uniformly
+//! random, so the DoS resistance of std's SipHash buys nothing here while costing a sixth of a
+//! mark.
 //! This is the multiply-rotate scheme of rustc's FxHasher, over 8-byte words.
 
 use std::collections::HashMap;
