@@ -789,6 +789,59 @@ fn a_manifest_that_lost_content_to_a_running_sweep_is_not_made_reachable() {
     }
 }
 
+/// The removal of the garbage's tags leaves the counts of the digests they name to the sweep,
+/// which drops them with those digests. One that another writer deletes meanwhile, before the
+/// sweep reaches it (here a signature its cosign tag supported), keeps no count: the store
+/// verifies clean after the collection.
+#[test]
+fn garbage_deleted_by_another_writer_during_the_sweep_keeps_no_count() {
+    let mut raced = 0;
+    for variant in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::init(dir.path(), &Options::default()).unwrap());
+        let m = image(&store, &format!("racy {variant}"), &["a layer"]);
+        store.tag(m.as_str(), "img").unwrap();
+        let sig = artifact(&store, SIG, &format!("signature {variant}"), None);
+        let cosign = format!("sha256-{}.sig", m.encoded());
+        store.tag(sig.as_str(), &cosign).unwrap();
+        store.untag("img").unwrap();
+        let (called, deleted) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        {
+            let (store2, sig) = (Arc::clone(&store), sig.clone());
+            let (called, deleted) = (Arc::clone(&called), Arc::clone(&deleted));
+            // After the first chunk: the signature goes now if that chunk did not take it.
+            store.set_sweep_hook(Some(Arc::new(move |_: &[String]| {
+                if !called.swap(true, Ordering::SeqCst) && store2.blob_info(&sig).unwrap().is_some()
+                {
+                    store2
+                        .delete(sig.as_str(), &DeleteOptions::default())
+                        .unwrap();
+                    deleted.store(true, Ordering::SeqCst);
+                }
+            })));
+        }
+        store
+            .gc(&GcOptions {
+                chunk: 1,
+                grace: Duration::ZERO,
+                ..GcOptions::default()
+            })
+            .unwrap();
+        store.set_sweep_hook(None);
+        assert!(store.blob_info(&sig).unwrap().is_none());
+        assert!(store.blob_info(&m).unwrap().is_none());
+        let verified = store.verify(&VerifyOptions::default()).unwrap();
+        assert!(verified.ok, "variant {variant}: {:?}", verified.problems);
+        if deleted.load(Ordering::SeqCst) {
+            raced += 1;
+        }
+    }
+    assert!(raced > 0);
+}
+
 /// The race of distribution #2094: a digest the collection's commit removed, pushed again before
 /// the sweeper unlinks it, must end up present and indexed. Driven with the sweep failpoint.
 #[test]

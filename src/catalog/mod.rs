@@ -244,9 +244,11 @@ pub(crate) struct PendingBatch {
     /// `(child, parent)`: `PARENTS` rows of removed parents, left for a later transaction;
     /// `(subject, referrer)`: `REFERRERS` rows of removed referrers, left likewise; and
     /// `(digest, removed)` for garbage whose count updates the removal of `removed` skipped
-    /// ([`Writer::take_skipped_recounts`]). After a crash, the rows of both tables that a pair
-    /// names go if its second digest is absent (they are stale then, whichever kind the pair
-    /// is), and the first digests are counted afresh.
+    /// ([`Writer::take_skipped_recounts`]); `(digest, digest)` for garbage whose count updates
+    /// the removal of its tags or entries skipped ([`Writer::take_uncounted`]). After a crash,
+    /// the rows of both tables that a pair names go if its second digest is absent (they are
+    /// stale then, whichever kind the pair is; no row pairs a digest with itself), and the first
+    /// digests are counted afresh.
     pub links: Vec<(String, String)>,
 }
 
@@ -998,6 +1000,12 @@ pub struct Counts {
     pub referrer_edges: u64,
 }
 
+/// The digests a writer leaves uncounted ([`Writer::skip_counts_of`]), and those it has left so.
+struct Uncounted<'t> {
+    skip: Box<dyn Fn(&str) -> bool + 't>,
+    skipped: Vec<String>,
+}
+
 /// Write access inside one write transaction.
 #[allow(clippy::type_complexity)]
 pub(crate) struct Writer<'t> {
@@ -1021,6 +1029,9 @@ pub(crate) struct Writer<'t> {
     /// `(digest, removed)`: count updates skipped because `digest` is doomed too, when deferred
     /// ([`Writer::take_skipped_recounts`]).
     skipped_recounts: RefCell<Vec<(String, String)>>,
+    /// Digests whose count updates are skipped, and those skipped so far
+    /// ([`Writer::skip_counts_of`]).
+    uncounted: RefCell<Option<Uncounted<'t>>>,
     /// Which keys of a range have rows in the hinted tables, when hinted
     /// ([`Writer::hint_rows`]).
     row_hint: RefCell<Option<RowHint>>,
@@ -1207,6 +1218,7 @@ impl<'t> Writer<'t> {
             deferred_links: RefCell::new(None),
             deferred_referrer_links: RefCell::new(Vec::new()),
             skipped_recounts: RefCell::new(Vec::new()),
+            uncounted: RefCell::new(None),
             row_hint: RefCell::new(None),
             blobs: RefCell::new(None),
             manifests: RefCell::new(None),
@@ -1400,6 +1412,50 @@ impl<'t> Writer<'t> {
         Ok(std::mem::take(
             &mut *self.skipped_recounts.try_borrow_mut()?,
         ))
+    }
+
+    /// Leaves the counts that [`Writer::recount_from_scratch`] derives (`PARENTS` and
+    /// `SUBJECT_LINKS`), and the `CANDIDATES` membership, of the digests `skip` names as they
+    /// are: [`Writer::bump`] of those counts and [`Writer::recount`] do nothing for them, and
+    /// list them for [`Writer::take_uncounted`]. For the transactions that remove the garbage's
+    /// tags and entries: the updates would only lower counts that the sweep drops with the
+    /// digests a few transactions later, and they fall on pages all over the key space. The
+    /// caller must list the skipped digests in the transaction's `PENDING` batch, so that they
+    /// are counted afresh if the collection stops before it removes them, and the collection
+    /// counts afresh those it keeps after all. One that another writer removes meanwhile needs
+    /// nothing: its removal resets the only derived count these transactions lower,
+    /// `SUBJECT_LINKS` (their removals of tag links), and a digest that nothing lists has no
+    /// `PARENTS` count to lower.
+    pub(crate) fn skip_counts_of(&self, skip: impl Fn(&str) -> bool + 't) -> Result<()> {
+        *self.uncounted.try_borrow_mut()? = Some(Uncounted {
+            skip: Box::new(skip),
+            skipped: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The digests whose count updates were skipped since [`Writer::skip_counts_of`], sorted.
+    pub(crate) fn take_uncounted(&self) -> Result<Vec<String>> {
+        let mut skipped = match self.uncounted.try_borrow_mut()?.as_mut() {
+            Some(u) => std::mem::take(&mut u.skipped),
+            None => Vec::new(),
+        };
+        skipped.sort_unstable();
+        skipped.dedup();
+        Ok(skipped)
+    }
+
+    /// Whether count updates of `digest` are skipped (and, if so, notes it).
+    fn uncounted(&self, digest: &str) -> Result<bool> {
+        let mut held = self.uncounted.try_borrow_mut()?;
+        let Some(u) = held.as_mut() else {
+            return Ok(false);
+        };
+        if !(u.skip)(digest) {
+            return Ok(false);
+        }
+        u.skipped.push(digest.to_owned());
+        Ok(true)
     }
 
     fn skip_recount(&self, digest: &str, removed: &str) -> Result<()> {
@@ -1755,6 +1811,12 @@ impl<'t> Writer<'t> {
     }
 
     fn bump(&self, digest: &str, which: usize, delta: i64) -> Result<()> {
+        // The counts `recount_from_scratch` derives from rows may be skipped; tags and entries
+        // are counted only here.
+        let derived = which == count::PARENTS || which == count::SUBJECT_LINKS;
+        if derived && self.uncounted(digest)? {
+            return Ok(());
+        }
         let mut t = self.t_counts()?;
         let mut row = t.get(dk(digest))?.map(|v| v.value()).unwrap_or([0; 4]);
         row[which] = (i64::from(row[which]) + delta).clamp(0, i64::from(u32::MAX)) as u32;
@@ -1818,6 +1880,9 @@ impl<'t> Writer<'t> {
     /// soft policy, which the collector decides), or it waits on a subject
     /// ([`Writer::waits_on`]).
     pub(crate) fn recount(&self, digest: &str) -> Result<()> {
+        if self.uncounted(digest)? {
+            return Ok(());
+        }
         let row = self.counts(digest)?;
         let unsupported = row[count::PARENTS] == 0
             && row[count::SUBJECT_LINKS] == 0

@@ -10,11 +10,15 @@
 //! 1. **Start.** In a write transaction (so it waits for writes in flight), the `CHANGED` set is
 //!    emptied and the store starts recording every digest that writes touch.
 //! 2. **Mark** on a snapshot taken after that commit, outside any lock.
-//! 3. **Sweep**, in chunks of the garbage in key order (`sweep_order`). Each chunk is one write
+//! 3. **Sweep.** First, transactions bounded like the chunks below remove the garbage's tags
+//!    and entries, rewriting index.json once each; they leave the counts of the garbage those
+//!    tags link for the chunks to drop, and list those digests in `PENDING` in case the
+//!    collection stops first (`Writer::skip_counts_of`). Then chunks of the garbage in key order
+//!    (`sweep_order`). Each chunk is one write
 //!    transaction (the only pause writers see): candidates reachable from anything written
-//!    since the start (the `CHANGED` set, leases) are kept; the rest lose their rows, their tags
-//!    and entries, and are listed in `PENDING` and `COLLECTED`; index.json is rewritten if an
-//!    entry went; commit. The `PARENTS` rows of removed manifests under children that stay, and
+//!    since the start (the `CHANGED` set, leases) are kept; the rest lose their rows (and any
+//!    tag or entry added since), and are listed in `PENDING` and `COLLECTED`; index.json is
+//!    rewritten if an entry went; commit. The `PARENTS` rows of removed manifests under children that stay, and
 //!    the `REFERRERS` rows of removed referrers under their subjects, are left stale and dropped
 //!    in key order, by the chunk whose removals cover their keys or by the transactions after
 //!    the last chunk. A child may go before the garbage manifest that
@@ -410,7 +414,7 @@ impl Store {
             let swept = (|| -> Result<()> {
                 // Tags and index.json entries of the garbage go first, so that the blob chunks
                 // after them leave index.json alone.
-                self.sweep_entries(&doomed, &mut kept, opts, report)?;
+                self.sweep_entries(&doomed, &mut kept, opts, &mut batches, report)?;
                 let mut rest = &garbage[..];
                 let mut budget = Budget::new(opts.chunk_time);
                 while !rest.is_empty() {
@@ -511,6 +515,7 @@ impl Store {
         doomed: &FastSet<String>,
         kept: &mut FastSet<String>,
         opts: &GcOptions,
+        batches: &mut Vec<u64>,
         report: &mut GcReport,
     ) -> Result<()> {
         let mut named: Option<Vec<String>> = None;
@@ -532,6 +537,8 @@ impl Store {
                     named.insert(n)
                 }
             };
+            // The garbage's counts are dropped with it; `take_uncounted` below.
+            w.skip_counts_of(|d| doomed.contains(d))?;
             let mut changed = false;
             // At least 7 names per transaction, however short the time.
             let mut taken = 0;
@@ -554,8 +561,15 @@ impl Store {
             if changed {
                 self.write_index_json(&w)?;
             }
+            let uncounted: Vec<(String, String)> = w
+                .take_uncounted()?
+                .into_iter()
+                .map(|d| (d.clone(), d))
+                .collect();
+            let batch = w.add_pending(&[], &uncounted)?;
             drop(w);
             txn.commit()?;
+            batches.extend(batch);
             report.index_json_rewritten |= changed;
             report.max_pause_ms = report.max_pause_ms.max(ms(t0.elapsed()));
             if next >= named.len() {
