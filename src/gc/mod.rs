@@ -13,16 +13,16 @@
 //! 3. **Sweep.** First, transactions bounded like the chunks below remove the garbage's tags
 //!    and entries, rewriting index.json once each; they leave the counts of the garbage those
 //!    tags link for the chunks to drop, and list those digests in `PENDING` in case the
-//!    collection stops first (`Writer::skip_counts_of`). Then chunks of the garbage in key order
-//!    (`sweep_order`). Each chunk is one write
-//!    transaction (the only pause writers see): candidates reachable from anything written
-//!    since the start (the `CHANGED` set, leases) are kept; the rest lose their rows (and any
-//!    tag or entry added since), and are listed in `PENDING` and `COLLECTED`; index.json is
-//!    rewritten if an entry went; commit. The `PARENTS` rows of removed manifests under children that stay, and
-//!    the `REFERRERS` rows of removed referrers under their subjects, are left stale and dropped
-//!    in key order, by the chunk whose removals cover their keys or by the transactions after
-//!    the last chunk. A child may go before the garbage manifest that
-//!    lists it: a write that would make such a manifest reachable again is refused
+//!    collection stops first (`Writer::skip_counts_of`). Then chunks of the garbage in key
+//!    order (`sweep_order`). Each chunk is one write transaction (the only pause writers see):
+//!    candidates reachable from anything written since the start (the `CHANGED` set, leases)
+//!    are kept; the rest lose their rows (and any tag or entry added since), and are listed in
+//!    `PENDING` and `COLLECTED`; index.json is rewritten if an entry went; commit. The
+//!    `PARENTS` rows of removed manifests under children that stay, and the `REFERRERS` rows of
+//!    removed referrers under their subjects, are left stale and dropped in key order, by the
+//!    chunk whose removals cover their keys or by the transactions after the last chunk. A
+//!    child may go before the garbage manifest that lists it: a write that would make such a
+//!    manifest reachable again is refused
 //!    (`Store::refuse_collected` states the invariant). A subject may go before its referrer:
 //!    such a referrer is not dangling (`graph::collected_with`).
 //! 4. **Unlink** the chunk's files in parallel, outside the write lock. Each unlink holds the
